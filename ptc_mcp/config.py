@@ -1,0 +1,173 @@
+"""The config file: one JSON document, validated at start-up.
+
+Downstream servers use the ``mcpServers`` shape of Claude Desktop and Claude Code, so users can paste their
+existing config. ``${VAR}`` and ``${VAR:-default}`` expand from the environment in every string value. Unknown
+keys and bad values fail at start-up with a ``ConfigError`` that names the key.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator
+
+from ptc_mcp.errors import ConfigError
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+SERVER_NAME = re.compile(r"^[A-Za-z0-9_\-]+$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StdioServerConfig(_Strict):
+    """A server ptc-mcp starts as a child process and talks to over stdin/stdout."""
+
+    type: Literal["stdio"] = "stdio"
+    command: str = Field(min_length=1)
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    cwd: str | None = None
+    timeout_s: float = Field(default=60.0, gt=0, description="Per-call timeout for this server's tools.")
+
+
+class HttpServerConfig(_Strict):
+    """A server reached over MCP streamable HTTP."""
+
+    type: Literal["http", "streamable-http", "streamable_http"] = "http"
+    url: str = Field(pattern=r"^https?://")
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout_s: float = Field(default=60.0, gt=0)
+
+
+class SseServerConfig(_Strict):
+    """A server reached over the legacy HTTP+SSE transport."""
+
+    type: Literal["sse"]
+    url: str = Field(pattern=r"^https?://")
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout_s: float = Field(default=60.0, gt=0)
+
+
+def _server_kind(value: Any) -> str:
+    if isinstance(value, Mapping):
+        kind = value.get("type")
+        if kind is None:
+            return "http" if "url" in value else "stdio"
+        return {"streamable-http": "http", "streamable_http": "http"}.get(str(kind), str(kind))
+    return "stdio"
+
+
+ServerConfig = Annotated[
+    Annotated[StdioServerConfig, Tag("stdio")] | Annotated[HttpServerConfig, Tag("http")] | Annotated[SseServerConfig, Tag("sse")],
+    Discriminator(_server_kind),
+]
+
+
+class SandboxConfig(_Strict):
+    """Which sandbox backend runs programs, and its settings."""
+
+    kind: Literal["auto", "process", "docker", "agentcore"] = "auto"
+    allow_unisolated: bool = False
+    """Run programs in a plain child process when no isolation is available. Off by default: say so explicitly."""
+    stateless: bool = False
+    """A fresh sandbox for every call instead of one live interpreter per session."""
+    session_idle_s: float = Field(default=900.0, gt=0)
+    max_sessions: int = Field(default=32, ge=1)
+    scratch_mb: int = Field(default=64, ge=1)
+    max_processes: int = Field(default=64, ge=1)
+    max_open_files: int = Field(default=256, ge=16)
+    docker: dict[str, Any] = Field(default_factory=dict)
+    agentcore: dict[str, Any] = Field(default_factory=dict)
+
+
+class LimitsConfig(_Strict):
+    """Limits of one run. Every one ends the run with a typed error when crossed."""
+
+    timeout_s: float = Field(default=60.0, gt=0, le=86400)
+    max_output_bytes: int = Field(default=32768, ge=256)
+    max_tool_calls: int = Field(default=500, ge=0)
+    max_concurrent_runs: int = Field(default=8, ge=1)
+    max_queued_runs: int = Field(default=32, ge=0)
+    memory_mb: int = Field(default=512, ge=64)
+    max_code_bytes: int = Field(default=1_000_000, ge=1024)
+
+
+class ToolsPolicyConfig(_Strict):
+    """Which downstream tools programs may call: globs on ``server.tool``; deny wins."""
+
+    allow: list[str] = Field(default_factory=lambda: ["*"])
+    deny: list[str] = Field(default_factory=list)
+
+
+class Config(_Strict):
+    """The whole config file."""
+
+    mcp_servers: dict[str, ServerConfig] = Field(default_factory=dict, alias="mcpServers")
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    tools: ToolsPolicyConfig = Field(default_factory=ToolsPolicyConfig)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("mcp_servers")
+    @classmethod
+    def _server_names(cls, servers: dict[str, Any]) -> dict[str, Any]:
+        for name in servers:
+            if not SERVER_NAME.match(name):
+                raise ValueError(f"server name {name!r} must use only letters, digits, '_' and '-'")
+        return servers
+
+
+def expand_env(value: Any, environ: Mapping[str, str], path: str = "") -> Any:
+    """Expand ``${VAR}`` and ``${VAR:-default}`` in every string of a JSON value."""
+    if isinstance(value, str):
+
+        def substitute(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in environ:
+                return environ[name]
+            if default is not None:
+                return default
+            raise ConfigError(f"{path or '<root>'}: environment variable {name} is not set (write ${{{name}:-default}})")
+
+        return _VAR.sub(substitute, value)
+    if isinstance(value, list):
+        return [expand_env(item, environ, f"{path}[{i}]") for i, item in enumerate(value)]
+    if isinstance(value, dict):
+        return {key: expand_env(item, environ, f"{path}.{key}" if path else key) for key, item in value.items()}
+    return value
+
+
+def parse_config(data: Any, environ: Mapping[str, str] | None = None) -> Config:
+    """Validate a decoded config document; raises ``ConfigError`` naming the first bad key."""
+    if not isinstance(data, dict):
+        raise ConfigError("the config must be a JSON object")
+    expanded = expand_env(data, os.environ if environ is None else environ)
+    try:
+        return Config.model_validate(expanded)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error["loc"] if not str(part).startswith("function-"))
+            problems.append(f"{where or '<root>'}: {error['msg']}")
+        raise ConfigError("invalid config: " + "; ".join(problems)) from None
+
+
+def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
+    """Read and validate a config file."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    return parse_config(data, environ)
