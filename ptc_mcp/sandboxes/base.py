@@ -39,6 +39,7 @@ class RunRequest:
     code: str
     catalog: dict[str, Any]
     """What the runtime binds into the program: see ``ptc_mcp.catalog`` (namespaces → tool identifiers)."""
+    catalog_version: str
     max_output_bytes: int
 
 

@@ -1,0 +1,87 @@
+"""Host side of the host↔runtime protocol (docs/protocol.md): message shapes and a strict parser.
+
+Everything the runtime sends is untrusted: a message that is not valid JSON, not an object, too large, or of the
+wrong shape raises ``ProtocolError`` and never reaches the rest of the host.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from ptc_mcp.errors import SandboxFailure
+
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+
+class ProtocolError(SandboxFailure):
+    """The runtime sent something that is not a valid protocol message."""
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class Ready(_Message):
+    type: Literal["ready"]
+    python: str = Field(max_length=32)
+    pid: int
+
+
+class Call(_Message):
+    type: Literal["call"]
+    id: str
+    call: int = Field(ge=1)
+    tool: str = Field(min_length=1, max_length=512)
+    args: dict[str, Any]
+
+
+class Output(_Message):
+    type: Literal["output"]
+    id: str
+    stream: Literal["stdout", "stderr"]
+    data: str
+
+
+class ProgramError(_Message):
+    type: str = "program_error"
+    exc_type: str | None = None
+    message: str | None = None
+    traceback: str | None = None
+
+
+class Done(_Message):
+    type: Literal["done"]
+    id: str
+    ok: bool
+    result: Any = None
+    result_repr: str | None = None
+    error: ProgramError | None = None
+    tool_calls: int = Field(default=0, ge=0)
+
+
+RuntimeMessage = Annotated[Ready | Call | Output | Done, Field(discriminator="type")]
+_ADAPTER: TypeAdapter[Ready | Call | Output | Done] = TypeAdapter(RuntimeMessage)
+
+
+def parse_runtime_message(line: bytes) -> Ready | Call | Output | Done:
+    """Parse one line from the runtime; raises ``ProtocolError`` for anything malformed."""
+    if len(line) > MAX_MESSAGE_BYTES:
+        raise ProtocolError(f"protocol message of {len(line)} bytes exceeds {MAX_MESSAGE_BYTES}")
+    try:
+        data = json.loads(line)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolError(f"runtime sent a line that is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ProtocolError("runtime sent a JSON value that is not an object")
+    try:
+        return _ADAPTER.validate_python(data)
+    except ValidationError as exc:
+        raise ProtocolError(f"runtime sent a malformed message: {exc.errors()[0]['msg']}") from None
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    """One host→runtime message as a line of ASCII JSON."""
+    return json.dumps(message, ensure_ascii=True, separators=(",", ":")).encode("ascii") + b"\n"

@@ -1,0 +1,498 @@
+"""The ptc-mcp runtime: runs *inside* the sandbox.
+
+Standard library only, Python 3.9+, one file: the host sends it over stdin at start-up (see docs/protocol.md),
+so any interpreter with ``python3`` can run it. It executes the model's programs in one persistent namespace,
+binds each downstream server as a namespace of ``async`` functions, and turns every tool call into a protocol
+message to the host, which owns policy, budgets and the real connections.
+"""
+
+import ast
+import asyncio
+import base64
+import difflib
+import io
+import json
+import linecache
+import os
+import queue
+import sys
+import threading
+import traceback
+import warnings
+
+PROGRAM_FILE = "<program>"
+AWAIT_HINT = "tool functions are async: write `await {name}(...)` (or gather several with asyncio.gather)"
+RESERVED = ("tools", "call_tool", "servers", "ToolError", "Binary", "asyncio")
+FLOOD_FACTOR = 8  # output past this many times the cap ends the run as output_limit
+
+
+class ToolError(Exception):
+    """A tool call failed: the downstream tool reported an error, the policy refused it, or a limit was hit."""
+
+    def __init__(self, tool, message, error_type="tool_error"):
+        Exception.__init__(self, message)
+        self.tool = tool
+        self.message = message
+        self.error_type = error_type
+
+    def __str__(self):
+        return "%s: %s" % (self.tool, self.message)
+
+
+class OutputLimitExceeded(BaseException):
+    """The program kept printing far past the output cap (BaseException so `except Exception` can't hide it)."""
+
+
+class Binary(object):
+    """Binary content from a tool (an image, a blob): ``.data`` is bytes, ``.mime_type`` says what it is."""
+
+    def __init__(self, data, mime_type):
+        self.data = data
+        self.mime_type = mime_type
+
+    def __repr__(self):
+        return "Binary(mime_type=%r, %d bytes)" % (self.mime_type, len(self.data))
+
+
+def _from_wire(value):
+    if isinstance(value, dict):
+        if len(value) == 1 and "__ptc_binary__" in value:
+            blob = value["__ptc_binary__"]
+            return Binary(base64.b64decode(blob.get("data", "")), blob.get("mime_type", "application/octet-stream"))
+        return {key: _from_wire(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_from_wire(item) for item in value]
+    return value
+
+
+class Protocol(object):
+    """The JSON-lines channel to the host; writes are serialized across threads."""
+
+    def __init__(self, out_file):
+        self._out = out_file
+        self._lock = threading.Lock()
+
+    def send(self, message):
+        data = json.dumps(message, ensure_ascii=True, separators=(",", ":"), default=repr).encode("ascii") + b"\n"
+        with self._lock:
+            self._out.write(data)
+            self._out.flush()
+
+
+class Capture(io.TextIOBase):
+    """Stands in for sys.stdout/sys.stderr: sends what the program prints to the host, capped."""
+
+    def __init__(self, runtime, stream):
+        io.TextIOBase.__init__(self)
+        self._runtime = runtime
+        self._stream = stream
+        self._buffer = []
+        self._size = 0
+
+    @property
+    def encoding(self):
+        return "utf-8"
+
+    def writable(self):
+        return True
+
+    def isatty(self):
+        return False
+
+    def write(self, text):
+        if not isinstance(text, str):
+            raise TypeError("write() argument must be str, not %s" % type(text).__name__)
+        self._buffer.append(text)
+        self._size += len(text)
+        if self._size >= 4096 or "\n" in text:
+            self.flush()
+        return len(text)
+
+    def flush(self):
+        if self._buffer:
+            text = "".join(self._buffer)
+            self._buffer = []
+            self._size = 0
+            self._runtime.emit_output(self._stream, text)
+
+
+class Namespace(object):
+    """One downstream server: each tool is an async function attribute."""
+
+    def __init__(self, runtime, server):
+        self._name = server["name"]
+        self._tool_names = {}
+        for tool in server.get("tools", []):
+            attr = tool["attr"]
+            self._tool_names[attr] = tool["name"]
+            object.__setattr__(self, attr, runtime.make_tool_function(self._name, tool))
+
+    def __getattr__(self, attr):
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        close = difflib.get_close_matches(attr, list(self._tool_names), n=3)
+        hint = (" Did you mean: %s?" % ", ".join(close)) if close else ""
+        raise AttributeError(
+            "server %r has no tool %r.%s Use tools.search(...) to find tools." % (self._name, attr, hint)
+        )
+
+    def __dir__(self):
+        return sorted(self._tool_names)
+
+    def __repr__(self):
+        return "<server %s: %s>" % (self._name, ", ".join(sorted(self._tool_names)))
+
+
+class Servers(dict):
+    """Every server by its configured name: ``servers["time"]`` or ``servers.time``."""
+
+    def __getattr__(self, name):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError("no server %r; servers are: %s" % (name, ", ".join(sorted(self)))) from None
+
+
+class Tools(object):
+    """Discovery from inside a program: ``tools.search("budget")`` and ``tools.describe("server.tool")``."""
+
+    def __init__(self, runtime):
+        self._runtime = runtime
+
+    def search(self, query, limit=5):
+        """Tools ranked by relevance to ``query``: a list of {name, summary, signature}."""
+        return self._runtime.call_blocking("@search", {"query": str(query), "limit": int(limit)})
+
+    def describe(self, name):
+        """Full signature, documentation and schemas of ``"server.tool"``."""
+        return self._runtime.call_blocking("@describe", {"name": str(name)})
+
+    def __repr__(self):
+        return "<tools: use tools.search(query) and tools.describe('server.tool')>"
+
+
+class Runtime(object):
+    """Holds the session's namespace and runs programs on one worker thread with a persistent event loop."""
+
+    def __init__(self, protocol):
+        self.protocol = protocol
+        self.namespace = {"__name__": "__main__", "__builtins__": __builtins__}
+        self.catalog = None
+        self.catalog_version = None
+        self.run_id = None
+        self.calls = 0
+        self.pending = {}
+        self.pending_lock = threading.Lock()
+        self.loop = asyncio.new_event_loop()
+        self.task = None
+        self.out_limit = 0
+        self.out_sent = 0
+        self.out_dropped = 0
+        self.stdout = Capture(self, "stdout")
+        self.stderr = Capture(self, "stderr")
+        self.runs = queue.Queue()
+        self.worker = threading.Thread(target=self._work, name="ptc-program", daemon=True)
+
+    # -- output ---------------------------------------------------------------------------------------------------
+
+    def emit_output(self, stream, text):
+        if self.run_id is None:
+            return
+        size = len(text.encode("utf-8", "surrogatepass"))
+        room = self.out_limit - self.out_sent
+        if room > 0:
+            chunk = text if size <= room else text.encode("utf-8", "surrogatepass")[:room].decode("utf-8", "ignore")
+            self.out_sent += len(chunk.encode("utf-8", "surrogatepass"))
+            self.protocol.send({"type": "output", "id": self.run_id, "stream": stream, "data": chunk})
+            size -= len(chunk.encode("utf-8", "surrogatepass"))
+        if size > 0:
+            self.out_dropped += size
+            if self.out_dropped > FLOOD_FACTOR * self.out_limit:
+                raise OutputLimitExceeded("the program kept printing past the output cap")
+
+    def flush_output(self):
+        for capture in (self.stdout, self.stderr):
+            try:
+                capture.flush()
+            except OutputLimitExceeded:
+                pass
+
+    # -- tool calls -----------------------------------------------------------------------------------------------
+
+    def _next_call(self, tool, args):
+        self.calls += 1
+        call_id = self.calls
+        self.flush_output()
+        return call_id, {"type": "call", "id": self.run_id, "call": call_id, "tool": tool, "args": args}
+
+    async def call(self, tool, args):
+        """Send a tool call and wait for the host's answer without blocking the event loop."""
+        if not isinstance(args, dict):
+            raise TypeError("%s(): arguments must be a dict, got %s" % (tool, type(args).__name__))
+        future = self.loop.create_future()
+        call_id, message = self._next_call(tool, args)
+        with self.pending_lock:
+            self.pending[call_id] = ("async", future, tool)
+        self.protocol.send(message)
+        try:
+            return await future
+        finally:
+            with self.pending_lock:
+                self.pending.pop(call_id, None)
+
+    def call_blocking(self, tool, args):
+        """A synchronous call (tools.search/describe): blocks this thread until the host answers."""
+        event = threading.Event()
+        box = {}
+        call_id, message = self._next_call(tool, args)
+        with self.pending_lock:
+            self.pending[call_id] = ("sync", (event, box), tool)
+        self.protocol.send(message)
+        try:
+            event.wait()
+        finally:
+            with self.pending_lock:
+                self.pending.pop(call_id, None)
+        if "error" in box:
+            raise box["error"]
+        return box["value"]
+
+    def deliver_result(self, message):
+        with self.pending_lock:
+            entry = self.pending.get(message.get("call"))
+        if entry is None:
+            return
+        kind, target, tool = entry
+        if message.get("ok"):
+            outcome = ("value", _from_wire(message.get("value")))
+        else:
+            error = message.get("error") or {}
+            exc = ToolError(tool, str(error.get("message", "tool call failed")), str(error.get("type", "tool_error")))
+            if error.get("type") == "invalid_arguments":
+                exc = TypeError(str(error.get("message")))
+            outcome = ("error", exc)
+        if kind == "sync":
+            event, box = target
+            box[outcome[0]] = outcome[1]
+            event.set()
+        else:
+            self.loop.call_soon_threadsafe(_settle, target, outcome)
+
+    def make_tool_function(self, server, tool):
+        runtime = self
+        qualified = "%s.%s" % (server, tool["name"])
+
+        async def tool_function(*args, **kwargs):
+            if args:
+                if len(args) == 1 and isinstance(args[0], dict) and not kwargs:
+                    kwargs = dict(args[0])
+                else:
+                    raise TypeError("%s() takes keyword arguments only, e.g. %s(name=value)" % (qualified, qualified))
+            return await runtime.call(qualified, kwargs)
+
+        tool_function.__name__ = tool["attr"]
+        tool_function.__qualname__ = "%s.%s" % (server, tool["attr"])
+        signature = tool.get("signature") or "(**arguments)"
+        tool_function.__doc__ = "%s%s\n\n%s" % (qualified, signature, tool.get("doc") or "")
+        return tool_function
+
+    # -- programs -------------------------------------------------------------------------------------------------
+
+    def bind_catalog(self, catalog):
+        """(Re)bind server namespaces; never clobber a name the program bound to something else."""
+        old = self.catalog
+        servers = Servers()
+        for server in catalog.get("servers", []):
+            servers[server["name"]] = Namespace(self, server)
+        previous = self.namespace.get("servers")
+        for server in catalog.get("servers", []):
+            name = server.get("global")
+            if not name or name in RESERVED:
+                continue
+            current = self.namespace.get(name)
+            was_ours = isinstance(previous, Servers) and any(current is ns for ns in previous.values())
+            if current is None or was_ours:
+                self.namespace[name] = servers[server["name"]]
+        self.namespace["servers"] = servers
+        self.catalog = catalog
+        return old
+
+    def bind_api(self):
+        runtime = self
+
+        async def call_tool(name, arguments=None):
+            """Call any tool by its original name: ``await call_tool("server.tool", {...})``."""
+            return await runtime.call(str(name), arguments if arguments is not None else {})
+
+        self.namespace.update(
+            {"tools": Tools(self), "call_tool": call_tool, "ToolError": ToolError, "Binary": Binary,
+             "asyncio": asyncio}
+        )
+
+    def start(self):
+        self.bind_api()
+        self.worker.start()
+
+    def _work(self):
+        asyncio.set_event_loop(self.loop)
+        while True:
+            message = self.runs.get()
+            if message is None:
+                return
+            self._run(message)
+
+    def _run(self, message):
+        self.run_id = message["id"]
+        self.calls = 0
+        self.out_limit = int(message.get("max_output_bytes") or 32768)
+        self.out_sent = 0
+        self.out_dropped = 0
+        if message.get("catalog") is not None:
+            self.bind_catalog(message["catalog"])
+            self.catalog_version = message.get("catalog_version")
+        report = {"type": "done", "id": self.run_id, "ok": True, "result": None, "result_repr": None}
+        try:
+            value = self.loop.run_until_complete(self._execute(message["code"]))
+            self.flush_output()
+            _describe_value(value, report, self.out_limit)
+        except BaseException as exc:  # the program's failure is a result, whatever it raised
+            try:
+                self.flush_output()
+            except BaseException:
+                pass
+            report.update(ok=False, error=_describe_error(exc))
+            if report["error"] is None:
+                report.update(ok=True)
+                report.pop("error")
+        report["tool_calls"] = self.calls
+        self.run_id = None
+        self.protocol.send(report)
+
+    async def _execute(self, code):
+        linecache.cache[PROGRAM_FILE] = (len(code), None, code.splitlines(True), PROGRAM_FILE)
+        tree = ast.parse(code, PROGRAM_FILE, "exec")
+        trailing = None
+        if tree.body and isinstance(tree.body[-1], ast.Expr):
+            trailing = "__ptc_last_value__"
+            last = tree.body[-1]
+            assign = ast.Assign(targets=[ast.Name(id=trailing, ctx=ast.Store())], value=last.value)
+            tree.body[-1] = ast.copy_location(assign, last)
+            ast.fix_missing_locations(tree)
+        compiled = compile(tree, PROGRAM_FILE, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True)
+        self.task = asyncio.current_task()
+        outcome = eval(compiled, self.namespace)
+        if outcome is not None and asyncio.iscoroutine(outcome):
+            await outcome
+        value = self.namespace.pop(trailing, None) if trailing else None
+        if asyncio.iscoroutine(value):
+            name = getattr(value, "__qualname__", "tool")
+            value.close()
+            raise TypeError("the program's last expression is an un-awaited coroutine; " + AWAIT_HINT.format(name=name))
+        return value
+
+    def cancel(self):
+        task = self.task
+        if task is not None:
+            self.loop.call_soon_threadsafe(task.cancel)
+
+
+def _settle(future, outcome):
+    if future.done():
+        return
+    if outcome[0] == "value":
+        future.set_result(outcome[1])
+    else:
+        future.set_exception(outcome[1])
+
+
+def _describe_value(value, report, limit):
+    if value is None:
+        return
+    text = repr(value)
+    if len(text) > limit:
+        text = text[:limit] + "... [repr truncated]"
+    report["result_repr"] = text
+    try:
+        encoded = json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return
+    if len(encoded) <= 4 * limit:
+        report["result"] = value
+
+
+def _describe_error(exc):
+    if isinstance(exc, SystemExit) and exc.code in (None, 0):
+        return None
+    if isinstance(exc, OutputLimitExceeded):
+        kind = "output_limit"
+    elif isinstance(exc, MemoryError):
+        kind = "memory_limit"
+    elif isinstance(exc, asyncio.CancelledError):
+        kind = "cancelled"
+    elif isinstance(exc, ToolError) and exc.error_type in ("tool_denied", "tool_call_limit"):
+        kind = exc.error_type
+    elif isinstance(exc, ToolError):
+        kind = "tool_error"
+    else:
+        kind = "program_error"
+    message = str(exc)
+    if isinstance(exc, (TypeError, AttributeError)) and "coroutine" in message and "await" not in message:
+        message += "\nhint: " + AWAIT_HINT.format(name="server.tool")
+    frames = [frame for frame in traceback.extract_tb(exc.__traceback__) if frame.filename == PROGRAM_FILE]
+    lines = []
+    if frames:
+        lines.append("Traceback (most recent call last):\n")
+        lines.extend(traceback.format_list(frames))
+    lines.extend(traceback.format_exception_only(type(exc), exc))
+    return {"type": kind, "exc_type": type(exc).__name__, "message": message, "traceback": "".join(lines)}
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    text = warnings.formatwarning(message, category, filename, lineno, line)
+    if category is RuntimeWarning and "never awaited" in str(message):
+        text += "hint: " + AWAIT_HINT.format(name="server.tool") + "\n"
+    sys.stderr.write(text)
+
+
+def _take_stdio():
+    """Move the protocol off fds 0 and 1 so nothing the program does can read or write it."""
+    proto_in = os.fdopen(os.dup(0), "rb", buffering=0)
+    proto_out = os.fdopen(os.dup(1), "wb", buffering=0)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    os.dup2(2, 1)
+    sys.stdin = open(os.devnull)
+    return proto_in, proto_out
+
+
+def main():
+    proto_in, proto_out = _take_stdio()
+    protocol = Protocol(proto_out)
+    runtime = Runtime(protocol)
+    sys.stdout = runtime.stdout
+    sys.stderr = runtime.stderr
+    warnings.showwarning = _show_warning
+    runtime.start()
+    protocol.send({"type": "ready", "python": "%d.%d.%d" % sys.version_info[:3], "pid": os.getpid()})
+    reader = io.BufferedReader(proto_in, 1 << 16)
+    while True:
+        line = reader.readline()
+        if not line:
+            break
+        try:
+            message = json.loads(line)
+        except ValueError:
+            continue
+        kind = message.get("type") if isinstance(message, dict) else None
+        if kind == "run":
+            runtime.runs.put(message)
+        elif kind == "result" and message.get("id") == runtime.run_id:
+            runtime.deliver_result(message)
+        elif kind == "cancel" and message.get("id") == runtime.run_id:
+            runtime.cancel()
+    os._exit(0)
+
+
+if __name__ in ("__main__", "__ptc_runtime__"):
+    main()
