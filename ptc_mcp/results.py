@@ -1,0 +1,74 @@
+"""What a run returns: ``RunResult`` (the structured content) and its compact text for the model."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import mcp_types as types
+from pydantic import BaseModel, Field
+
+from ptc_mcp.errors import ErrorType
+
+
+
+class RunError(BaseModel):
+    """Why a run failed."""
+
+    type: ErrorType
+    message: str
+    exc_type: str | None = None
+    traceback: str | None = None
+
+
+class RunResult(BaseModel):
+    """The full, typed outcome of one ``execute_program`` call (its ``structuredContent``)."""
+
+    status: Literal["ok", "error"]
+    stdout: str = ""
+    stderr: str = ""
+    output_truncated: bool = False
+    result: Any = Field(default=None, description="The value of the program's last expression, as JSON.")
+    result_repr: str | None = Field(default=None, description="repr() of that value (also for non-JSON values).")
+    error: RunError | None = None
+    tool_calls: int = 0
+    duration_ms: float = 0.0
+    session: str | None = Field(default=None, description="Pass this back as `session` to continue the session.")
+
+    @property
+    def error_type(self) -> ErrorType | None:
+        return self.error.type if self.error else None
+
+    def to_text(self) -> str:
+        """Compact text for the model: output, result, one status line."""
+        parts: list[str] = []
+        if self.stdout:
+            parts.append(self.stdout.rstrip("\n"))
+        if self.stderr:
+            parts.append("[stderr]\n" + self.stderr.rstrip("\n"))
+        if self.result_repr is not None:
+            parts.append(f"→ {self.result_repr}")
+        if self.error is not None:
+            parts.append(self.error.traceback.rstrip("\n") if self.error.traceback else self.error.message)
+        status = "ok" if self.error is None else f"error: {self.error.type}"
+        line = f"[{status} · {self.tool_calls} tool call{'s' if self.tool_calls != 1 else ''} · {self.duration_ms:.0f} ms"
+        if self.session:
+            line += f" · session {self.session}"
+        parts.append(line + "]")
+        return "\n".join(parts)
+
+    def to_call_tool_result(self) -> types.CallToolResult:
+        return types.CallToolResult(
+            content=[types.TextContent(type="text", text=self.to_text())],
+            structured_content=self.model_dump(mode="json"),
+            is_error=self.error is not None,
+        )
+
+
+def error_result(error_type: ErrorType, message: str, *, session: str | None = None) -> RunResult:
+    """A result for a run that never reached a sandbox (bad input, busy, no sandbox)."""
+    return RunResult(status="error", error=RunError(type=error_type, message=message), session=session)
+
+
+def output_schema() -> dict[str, Any]:
+    """The declared ``outputSchema`` of ``execute_program``."""
+    return RunResult.model_json_schema()

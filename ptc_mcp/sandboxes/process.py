@@ -1,0 +1,126 @@
+"""The ``process`` backend: a child interpreter per session, inside bubblewrap when it is available.
+
+How the child is launched (clean environment, uid drop, resource limits, bubblewrap namespaces, scratch
+directory) is decided by ``ptc_mcp.sandboxes.isolation``; this module runs it and speaks the protocol to it.
+"""
+
+from __future__ import annotations
+
+import codecs
+import logging
+import os
+import sys
+
+import anyio
+from anyio.abc import Process
+
+from ptc_mcp.errors import SandboxFailure
+from ptc_mcp.sandboxes.base import OutputSink, RunReport, RunRequest, SandboxLimits, ToolCallHandler
+from ptc_mcp.sandboxes.isolation import LaunchSpec, bubblewrap_status, kill_process_tree, plan_launch
+from ptc_mcp.sandboxes.stream import PYTHON_ARGS, RuntimeChannel
+
+log = logging.getLogger(__name__)
+EXIT_WAIT_S = 5.0
+
+
+class ProcessSession:
+    """One interpreter started by ``ProcessBackend``."""
+
+    def __init__(self, spec: LaunchSpec, process: Process, channel: RuntimeChannel) -> None:
+        self._spec = spec
+        self._process = process
+        self._channel = channel
+        self._closed = False
+
+    @property
+    def alive(self) -> bool:
+        return not self._closed and self._process.returncode is None
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    async def run(self, request: RunRequest, call_tool: ToolCallHandler, output: OutputSink) -> RunReport:
+        async with anyio.create_task_group() as pumps:
+            pumps.start_soon(self._pump_stderr, output)
+            try:
+                report = await self._channel.run(request, call_tool, output)
+            except SandboxFailure as failure:
+                raise SandboxFailure(f"{failure}{await self._exit_note()}", failure.error_type) from None
+            pumps.cancel_scope.cancel()
+        return report
+
+    async def _pump_stderr(self, output: OutputSink) -> None:
+        """Output written to the real fd 1/2 (C code, child processes): delivered as the run's stderr."""
+        stream = self._process.stderr
+        if stream is None:
+            return
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        try:
+            async for chunk in stream:
+                output.write("stderr", decoder.decode(chunk))
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            return
+
+    async def _exit_note(self) -> str:
+        with anyio.move_on_after(1):
+            await self._process.wait()
+        code = self._process.returncode
+        if code is None:
+            return ""
+        return f" (exit status {code})" if code >= 0 else f" (killed by signal {-code})"
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with anyio.CancelScope(shield=True):
+            kill_process_tree(self._spec, self._process.pid)
+            with anyio.move_on_after(EXIT_WAIT_S):
+                await self._process.wait()
+            await self._process.aclose()
+            await anyio.to_thread.run_sync(self._spec.cleanup)
+
+
+class ProcessBackend:
+    """Starts ``ProcessSession``s; isolated when bubblewrap works here."""
+
+    kind = "process"
+
+    def __init__(self, limits: SandboxLimits, *, use_bubblewrap: bool | None = None, python: str | None = None) -> None:
+        self._limits = limits
+        usable, self.bubblewrap_reason = bubblewrap_status()
+        self._use_bubblewrap = usable if use_bubblewrap is None else use_bubblewrap
+        self.isolated = self._use_bubblewrap
+        # The real interpreter, not a venv shim: the sandbox sees neither the venv nor the server's packages.
+        self._python = python or os.path.realpath(sys.executable)
+        self._sessions: set[ProcessSession] = set()
+
+    async def start_session(self) -> ProcessSession:
+        spec = plan_launch([self._python, *PYTHON_ARGS], self._limits, use_bubblewrap=self._use_bubblewrap)
+        try:
+            process = await anyio.open_process(
+                spec.argv,
+                env=spec.env,
+                cwd=spec.cwd,
+                user=spec.user,
+                group=spec.group,
+                extra_groups=[] if spec.user is not None else None,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            spec.cleanup()
+            raise SandboxFailure(f"cannot start the sandbox interpreter: {exc}") from None
+        session = ProcessSession(spec, process, RuntimeChannel(process.stdin, process.stdout))  # type: ignore[arg-type]
+        try:
+            await session._channel.start()
+        except BaseException:
+            await session.aclose()
+            raise
+        self._sessions.add(session)
+        return session
+
+    async def aclose(self) -> None:
+        sessions, self._sessions = self._sessions, set()
+        for session in sessions:
+            await session.aclose()
