@@ -10,6 +10,7 @@ import difflib
 import json
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -126,7 +127,7 @@ class RunTools:
             if result.is_error:
                 outcome = "tool_error"
                 raise ToolCallError("tool_error", _error_text(result))
-            value = unwrap_result(result)
+            value = unwrap_result(result, tool.tool.output_schema)
             response_bytes = len(json.dumps(value, default=str))
             return value
         except ToolCallError as exc:
@@ -165,14 +166,26 @@ def _error_text(result: types.CallToolResult) -> str:
     return "\n".join(texts) or "the tool reported an error"
 
 
-def unwrap_result(result: types.CallToolResult) -> Any:
+def is_wrapped_output(output_schema: Mapping[str, Any] | None) -> bool:
+    """True for the ``{"result": X}`` envelope MCP SDKs put around results that are not objects."""
+    if not output_schema:
+        return False
+    properties = output_schema.get("properties")
+    return isinstance(properties, Mapping) and list(properties) == ["result"] and output_schema.get("required") == ["result"]
+
+
+def unwrap_result(result: types.CallToolResult, output_schema: Mapping[str, Any] | None = None) -> Any:
     """The most useful Python value: ``structuredContent``, else JSON from text, else text; binary as a marker.
 
-    One text block → its JSON value if it parses, else the string. Several blocks → a list, one value each.
-    Images, audio and embedded blobs → ``{"__ptc_binary__": {"mime_type", "data"}}`` (a ``Binary`` in the program).
+    A ``{"result": X}`` envelope declared by the output schema (see ``is_wrapped_output``) becomes X. One text
+    block → its JSON value if it parses, else the string. Several blocks → a list, one value each. Images, audio
+    and embedded blobs → ``{"__ptc_binary__": {"mime_type", "data"}}`` (a ``Binary`` in the program).
     """
     if result.structured_content is not None:
-        return result.structured_content
+        structured = result.structured_content
+        if is_wrapped_output(output_schema) and isinstance(structured, dict) and list(structured) == ["result"]:
+            return structured["result"]
+        return structured
     values = [_unwrap_block(block) for block in result.content]
     if not values:
         return None

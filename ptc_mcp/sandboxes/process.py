@@ -14,9 +14,11 @@ import sys
 import anyio
 from anyio.abc import Process
 
+from ptc_mcp.config import Config
 from ptc_mcp.errors import SandboxFailure
+from ptc_mcp.sandboxes import sandbox_limits
 from ptc_mcp.sandboxes.base import OutputSink, RunReport, RunRequest, SandboxLimits, ToolCallHandler
-from ptc_mcp.sandboxes.isolation import LaunchSpec, bubblewrap_status, kill_process_tree, plan_launch
+from ptc_mcp.sandboxes.isolation import LaunchSpec, bubblewrap_status, plan_launch
 from ptc_mcp.sandboxes.stream import PYTHON_ARGS, RuntimeChannel
 
 log = logging.getLogger(__name__)
@@ -75,7 +77,7 @@ class ProcessSession:
             return
         self._closed = True
         with anyio.CancelScope(shield=True):
-            kill_process_tree(self._spec, self._process.pid)
+            self._spec.kill(self._process.pid)
             with anyio.move_on_after(EXIT_WAIT_S):
                 await self._process.wait()
             await self._process.aclose()
@@ -99,15 +101,7 @@ class ProcessBackend:
     async def start_session(self) -> ProcessSession:
         spec = plan_launch([self._python, *PYTHON_ARGS], self._limits, use_bubblewrap=self._use_bubblewrap)
         try:
-            process = await anyio.open_process(
-                spec.argv,
-                env=spec.env,
-                cwd=spec.cwd,
-                user=spec.user,
-                group=spec.group,
-                extra_groups=[] if spec.user is not None else None,
-                start_new_session=True,
-            )
+            process = await anyio.open_process(spec.argv, **spec.process_kwargs())
         except OSError as exc:
             spec.cleanup()
             raise SandboxFailure(f"cannot start the sandbox interpreter: {exc}") from None
@@ -124,3 +118,8 @@ class ProcessBackend:
         sessions, self._sessions = self._sessions, set()
         for session in sessions:
             await session.aclose()
+
+
+def create_backend(config: Config) -> ProcessBackend:
+    """The ``process`` backend for a config (bubblewrap when usable)."""
+    return ProcessBackend(sandbox_limits(config))

@@ -1,0 +1,3 @@
+from ptc_mcp.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,52 @@
+"""Wires the parts together: config → downstream pool → tool bridge → sandbox backend → executor.
+
+Every face of ptc-mcp (``serve``, ``check``, ``demo``, ``bench``, the proxy) opens the same ``App``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from ptc_mcp.bridge import ToolBridge
+from ptc_mcp.catalog.policy import ToolPolicy
+from ptc_mcp.config import Config
+from ptc_mcp.downstream.pool import DownstreamPool
+from ptc_mcp.executor import Executor
+from ptc_mcp.sandboxes import create_backend
+from ptc_mcp.sandboxes.base import SandboxBackend
+
+
+@dataclass
+class App:
+    """A running ptc-mcp: its config and parts."""
+
+    config: Config
+    pool: DownstreamPool
+    bridge: ToolBridge
+    backend: SandboxBackend
+    executor: Executor
+
+
+@asynccontextmanager
+async def open_app(
+    config: Config, *, backend: SandboxBackend | None = None, allow_unisolated: bool | None = None
+) -> AsyncIterator[App]:
+    """Start everything (the sandbox backend first, so a missing sandbox fails before servers start)."""
+    backend = backend or create_backend(config, allow_unisolated=allow_unisolated)
+    try:
+        async with DownstreamPool.from_config(config) as pool:
+            bridge = ToolBridge(pool, ToolPolicy(config.tools.allow, config.tools.deny))
+            executor = Executor(
+                backend,
+                bridge,
+                config.limits,
+                stateless=config.sandbox.stateless,
+                session_idle_s=config.sandbox.session_idle_s,
+                max_sessions=config.sandbox.max_sessions,
+            )
+            async with executor:
+                yield App(config=config, pool=pool, bridge=bridge, backend=backend, executor=executor)
+    finally:
+        await backend.aclose()

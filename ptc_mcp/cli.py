@@ -1,0 +1,151 @@
+"""The ``ptc-mcp`` command: serve, check, demo, bench."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import Any
+
+import anyio
+
+from ptc_mcp import __version__
+from ptc_mcp.config import Config, load_config
+from ptc_mcp.errors import ConfigError, SandboxUnavailableError
+
+AUTH_TOKEN_ENV = "PTC_MCP_AUTH_TOKEN"
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        stream=sys.stderr, level=getattr(logging, level.upper()), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+def _load(path: str) -> Config:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(f"ptc-mcp: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from ptc_mcp.app import open_app
+    from ptc_mcp.server import build_server
+    from ptc_mcp.transports import serve_http, serve_stdio
+
+    config = _load(args.config)
+    token = args.auth_token or os.environ.get(AUTH_TOKEN_ENV) or None
+
+    async def main() -> None:
+        async with open_app(config) as app:
+            server = build_server(app)
+            if args.transport == "stdio":
+                await serve_stdio(server)
+            else:
+                await serve_http(server, args.transport, args.host, args.port, token)
+
+    try:
+        anyio.run(main)
+    except SandboxUnavailableError as exc:
+        print(f"ptc-mcp: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from ptc_mcp.app import open_app
+
+    config = _load(args.config)
+
+    async def main() -> int:
+        async with open_app(config, allow_unisolated=True) as app:
+            backend = app.backend
+            isolation = "isolated" if backend.isolated else "NOT ISOLATED"
+            print(f"sandbox: {backend.kind} ({isolation})")
+            for name, server in app.pool.servers.items():
+                status = f"FAILED: {app.pool.failures[name]}" if name in app.pool.failures else f"{len(server.tools)} tools"
+                print(f"server {name}: {status}")
+            print("\ntools:")
+            for tool in app.pool.tools():
+                print(f"  {tool.qualified_name}")
+            print("\nexecute_program description:\n")
+            print(app.bridge.snapshot.description)
+            failed = bool(app.pool.failures) or (not backend.isolated and not config.sandbox.allow_unisolated)
+            if not backend.isolated and not config.sandbox.allow_unisolated:
+                print("\nptc-mcp: no isolated sandbox here; `serve` would refuse to start", file=sys.stderr)
+            return 1 if failed else 0
+
+    try:
+        return anyio.run(main)
+    except SandboxUnavailableError as exc:
+        print(f"ptc-mcp: {exc}", file=sys.stderr)
+        return 2
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from ptc_mcp.demo import run_demo
+
+    return anyio.run(run_demo)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    if args.bench == "latency":
+        from ptc_mcp.bench.latency import run_latency_bench
+
+        report: dict[str, Any] = anyio.run(run_latency_bench, args.runs, args.output)
+    elif args.bench == "catalog":
+        from ptc_mcp.bench.catalog import run_catalog_bench
+
+        report = run_catalog_bench(json_output=args.json)
+    else:  # pragma: no cover - argparse restricts the choices
+        return 2
+    if args.json:
+        print(json.dumps(report, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ptc-mcp", description="Programmatic tool calling for any MCP client.")
+    parser.add_argument("--version", action="version", version=f"ptc-mcp {__version__}")
+    parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="serve execute_program to an MCP client")
+    serve.add_argument("--config", required=True, help="the JSON config file")
+    serve.add_argument("--transport", choices=["stdio", "sse", "http"], default="stdio")
+    serve.add_argument("--host", default="127.0.0.1", help="address for sse/http (default: loopback only)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--auth-token", help=f"require 'Authorization: Bearer TOKEN' on HTTP (or set {AUTH_TOKEN_ENV})")
+    serve.set_defaults(func=cmd_serve)
+
+    check = commands.add_parser("check", help="validate a config, connect to its servers, show what the model sees")
+    check.add_argument("--config", required=True)
+    check.set_defaults(func=cmd_check)
+
+    demo = commands.add_parser("demo", help="run the bundled expense-audit example end to end")
+    demo.set_defaults(func=cmd_demo)
+
+    bench = commands.add_parser("bench", help="benchmarks")
+    bench.add_argument("bench", choices=["latency", "catalog"])
+    bench.add_argument("--runs", type=int, default=300, help="measured runs per series (latency)")
+    bench.add_argument("--output", default="docs/benchmarks.md", help="markdown file to write (latency)")
+    bench.add_argument("--json", action="store_true", help="print one JSON document")
+    bench.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.log_level)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
