@@ -1,0 +1,61 @@
+"""Which downstream tools programs may call: the ``tools`` section of the config.
+
+Patterns are shell globs (``fnmatch``, case-sensitive) matched against ``"server.tool"`` with the original
+names; ``*`` also matches dots. A pattern without a dot names a whole server (``"github"`` means
+``"github.*"``). A tool is allowed when some ``allow`` pattern matches it and no ``deny`` pattern does: deny
+wins. Denied tools are left out of the catalog, and a call to one fails with ``tool_denied``.
+
+``allows`` also receives the tool's MCP annotations. This policy does not look at them (they are the server's
+unverified hints), but the parameter is part of the interface so a later policy can, for example, refuse tools
+that are not ``readOnlyHint``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import mcp_types
+
+from ptc_mcp.catalog.model import DownstreamTool
+
+__all__ = ["ToolPolicy"]
+
+
+def _compile(patterns: Sequence[str]) -> re.Pattern[str] | None:
+    if not patterns:
+        return None
+    expanded = [p if "." in p else f"{p}.*" for p in patterns]
+    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in expanded))
+
+
+@dataclass(frozen=True)
+class ToolPolicy:
+    """Allow/deny globs on ``server.tool``; deny wins."""
+
+    allow: Sequence[str] = ("*",)
+    deny: Sequence[str] = ()
+    _allow: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
+    _deny: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "allow", tuple(self.allow))
+        object.__setattr__(self, "deny", tuple(self.deny))
+        object.__setattr__(self, "_allow", _compile(self.allow))
+        object.__setattr__(self, "_deny", _compile(self.deny))
+
+    @classmethod
+    def allow_all(cls) -> ToolPolicy:
+        return cls()
+
+    def allows(self, name: str, annotations: mcp_types.ToolAnnotations | None = None) -> bool:
+        """Whether a program may call ``name`` (``"server.tool"``). ``annotations`` is accepted, not used."""
+        if self._deny is not None and self._deny.match(name):
+            return False
+        return self._allow is not None and self._allow.match(name) is not None
+
+    def filter(self, tools: Iterable[DownstreamTool]) -> list[DownstreamTool]:
+        """The tools this policy allows, in their original order."""
+        return [t for t in tools if self.allows(t.qualified_name, t.tool.annotations)]
