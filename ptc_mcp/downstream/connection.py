@@ -1,0 +1,312 @@
+"""One live MCP client session to one downstream server.
+
+The session lives in its own task (the "holder"), so entering and leaving the SDK's transports happens in one
+task and a failure of one server cannot tear down another. Calls come from any task: the SDK multiplexes
+concurrent requests on one session by request id.
+
+When the connection drops (a stdio server crashed, say) the pending calls fail with ``ToolCallError`` and the
+next call opens a new connection, which restarts a stdio server. A ``tools/list_changed`` notification (or, at
+protocol 2026-07-28, a ``subscriptions/listen`` event) refreshes the tool list.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Self
+
+import anyio
+import httpx2
+import mcp_types as types
+from anyio.abc import TaskGroup, TaskStatus
+from mcp import Client
+from mcp.client.client import ConnectMode
+from mcp.client.session import IncomingMessage
+from mcp.shared.exceptions import MCPError
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from pydantic import ValidationError
+
+import ptc_mcp
+from ptc_mcp.config import ServerConfig
+from ptc_mcp.downstream.transports import open_transport
+from ptc_mcp.errors import ToolCallError
+
+__all__ = ["DownstreamServer", "describe_exception"]
+
+logger = logging.getLogger(__name__)
+
+MAX_TOOL_PAGES = 1000
+"""A server whose ``tools/list`` cursor never ends cannot hang start-up."""
+CLOSE_GRACE_S = 5.0
+"""How long closing waits for transports to shut down cleanly before cancelling them."""
+
+_CLIENT_INFO = types.Implementation(name="ptc-mcp", version=ptc_mcp.__version__)
+_LOST_ERRORS = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream, httpx2.TransportError, OSError)
+
+
+def describe_exception(exc: BaseException) -> str:
+    """A one-line description of ``exc``, looking through exception groups the transports' task groups add."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    if isinstance(exc, MCPError):
+        return f"{exc.message} (MCP error {exc.code})"
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+@dataclass(eq=False)
+class _Link:
+    """One connection; ``closing`` asks its holder task to close it."""
+
+    client: Client | None = None
+    closing: anyio.Event = field(default_factory=anyio.Event)
+
+
+class DownstreamServer:
+    """One downstream server: connects, lists its tools (all pages), calls them, reconnects after a drop.
+
+    Use as an async context manager (it owns the task group its connection lives in), then ``await connect()``.
+    ``on_tools_changed`` runs (synchronously) whenever the tool list changes, including the first listing.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        config: ServerConfig,
+        *,
+        mode: ConnectMode = "auto",
+        connect_timeout_s: float = 30.0,
+        on_tools_changed: Callable[[DownstreamServer], None] | None = None,
+    ) -> None:
+        self.name = name
+        self.config = config
+        self.mode = mode
+        self.connect_timeout_s = connect_timeout_s
+        self.on_tools_changed = on_tools_changed
+        self._tools: tuple[types.Tool, ...] = ()
+        self._link: _Link | None = None
+        self._tg: TaskGroup | None = None
+        self._connect_lock = anyio.Lock()
+        self._refresh_lock = anyio.Lock()
+
+    @property
+    def tools(self) -> tuple[types.Tool, ...]:
+        """The tools of the last successful listing, sorted by name (kept while reconnecting)."""
+        return self._tools
+
+    @property
+    def connected(self) -> bool:
+        """Whether a connection is open now."""
+        link = self._link
+        return link is not None and not link.closing.is_set()
+
+    @property
+    def protocol_version(self) -> str | None:
+        """The negotiated MCP protocol version of the open connection, if any."""
+        link = self._link
+        return link.client.protocol_version if link is not None and link.client is not None else None
+
+    async def __aenter__(self) -> Self:
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool | None:
+        assert self._tg is not None
+        if self._link is not None:
+            self._link.closing.set()
+        # Give transports a bounded moment to close cleanly (stdin EOF, HTTP session DELETE), then cancel.
+        self._tg.cancel_scope.deadline = anyio.current_time() + CLOSE_GRACE_S
+        try:
+            return await self._tg.__aexit__(exc_type, exc, tb)
+        finally:
+            self._tg = None
+            self._link = None
+
+    async def connect(self) -> None:
+        """Make sure a connection is open; raises ``ToolCallError`` when the server cannot be reached."""
+        await self._ensure_link()
+
+    async def aclose_connection(self) -> None:
+        """Close the current connection (a stdio server is stopped); the next call reconnects."""
+        if self._link is not None:
+            self._drop(self._link)
+
+    async def refresh_tools(self) -> tuple[types.Tool, ...]:
+        """List the tools again (connecting first if needed) and return them."""
+        link = await self._ensure_link()
+        await self._refresh(link)
+        return self._tools
+
+    async def call_tool(
+        self, tool: str, arguments: dict[str, Any] | None = None, timeout_s: float | None = None
+    ) -> types.CallToolResult:
+        """Call one tool; raises ``ToolCallError("tool_error", ...)`` on timeout or transport failure.
+
+        A downstream tool failure (``isError``) is a result, not an exception.
+        """
+        timeout = timeout_s if timeout_s is not None else self.config.timeout_s
+        link = await self._ensure_link()
+        assert link.client is not None
+        where = f"{self.name}.{tool}"
+        try:
+            with anyio.fail_after(timeout):
+                return await link.client.call_tool(tool, arguments or {})
+        except TimeoutError:
+            raise ToolCallError("tool_error", f"{where} timed out after {timeout:g} s") from None
+        except MCPError as exc:
+            if exc.code == types.CONNECTION_CLOSED:
+                self._drop(link)
+                message = f"{where}: the server closed the connection (did it crash?); it restarts on the next call"
+                raise ToolCallError("tool_error", message) from None
+            if exc.code == types.REQUEST_TIMEOUT:
+                raise ToolCallError("tool_error", f"{where} timed out after {timeout:g} s") from None
+            raise ToolCallError("tool_error", f"{where} failed: {exc.message} (MCP error {exc.code})") from None
+        except _LOST_ERRORS as exc:
+            self._drop(link)
+            raise ToolCallError("tool_error", f"{where}: connection lost ({describe_exception(exc)})") from None
+        except (RuntimeError, ValidationError) as exc:
+            # The SDK raises these for results that break the tool's output schema or the protocol.
+            message = f"{where} returned an invalid result: {describe_exception(exc)}"
+            raise ToolCallError("tool_error", message) from None
+
+    # -- connection lifecycle ------------------------------------------------------------------------------
+
+    async def _ensure_link(self) -> _Link:
+        link = self._link
+        if link is not None and not link.closing.is_set():
+            return link
+        async with self._connect_lock:
+            link = self._link
+            if link is not None and not link.closing.is_set():
+                return link
+            if self._tg is None:
+                raise ToolCallError("tool_error", f"server {self.name!r} is closed")
+            try:
+                with anyio.fail_after(self.connect_timeout_s):
+                    await self._tg.start(self._hold)
+            except TimeoutError:
+                message = f"server {self.name!r} did not start within {self.connect_timeout_s:g} s"
+                raise ToolCallError("tool_error", message) from None
+            except Exception as exc:
+                message = f"cannot connect to server {self.name!r}: {describe_exception(exc)}"
+                raise ToolCallError("tool_error", message) from exc
+            assert self._link is not None
+            return self._link
+
+    def _drop(self, link: _Link) -> None:
+        if not link.closing.is_set():
+            logger.warning("downstream server %r: connection lost; it reconnects on the next call", self.name)
+        link.closing.set()
+        if self._link is link:
+            self._link = None
+
+    async def _hold(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Open one connection, publish it, and keep it open until asked to close or it breaks."""
+        link = _Link()
+        started = False
+
+        async def on_message(message: IncomingMessage) -> None:
+            await self._on_message(link, message)
+
+        try:
+            client = Client(
+                open_transport(self.config),
+                mode=self.mode,
+                cache=None,
+                message_handler=on_message,
+                client_info=_CLIENT_INFO,
+            )
+            async with client:
+                link.client = client
+                tools = await self._list_all(client)
+                async with anyio.create_task_group() as tg:
+                    if client.protocol_version in MODERN_PROTOCOL_VERSIONS:
+                        await tg.start(self._listen, link)
+                    self._link = link
+                    self._set_tools(tools)
+                    started = True
+                    task_status.started()
+                    await link.closing.wait()
+                    tg.cancel_scope.cancel()
+        except Exception as exc:
+            if not started:
+                raise
+            logger.warning("downstream server %r: connection ended: %s", self.name, describe_exception(exc))
+        finally:
+            link.closing.set()
+            if self._link is link:
+                self._link = None
+
+    async def _listen(self, link: _Link, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """At protocol 2026-07-28, change events arrive on a ``subscriptions/listen`` stream."""
+        assert link.client is not None
+        async with AsyncExitStack() as stack:
+            try:
+                with anyio.fail_after(self.connect_timeout_s):
+                    subscription = await stack.enter_async_context(link.client.listen(tools_list_changed=True))
+            except Exception as exc:
+                logger.info("downstream server %r: no change subscription (%s)", self.name, describe_exception(exc))
+                task_status.started()
+                return
+            task_status.started()
+            try:
+                async for _event in subscription:
+                    await self._refresh(link)
+            except Exception as exc:
+                logger.info("downstream server %r: change subscription ended (%s)", self.name, describe_exception(exc))
+
+    async def _on_message(self, link: _Link, message: IncomingMessage) -> None:
+        if isinstance(message, types.ToolListChangedNotification):
+            if self._tg is not None:
+                self._tg.start_soon(self._refresh, link)
+        elif isinstance(message, Exception):
+            logger.warning("downstream server %r: transport error: %s", self.name, describe_exception(message))
+        await anyio.lowlevel.checkpoint()
+
+    # -- tool catalog ----------------------------------------------------------------------------------------
+
+    async def _list_all(self, client: Client) -> tuple[types.Tool, ...]:
+        """Every page of ``tools/list``, following ``next_cursor``."""
+        tools: dict[str, types.Tool] = {}
+        cursor: str | None = None
+        seen: set[str] = set()
+        for _ in range(MAX_TOOL_PAGES):
+            page = await client.list_tools(cursor=cursor)
+            for tool in page.tools:
+                tools.setdefault(tool.name, tool)
+            cursor = page.next_cursor
+            if cursor is None or cursor in seen:
+                break
+            seen.add(cursor)
+        else:
+            logger.warning("downstream server %r: stopped listing tools after %d pages", self.name, MAX_TOOL_PAGES)
+        return tuple(sorted(tools.values(), key=lambda tool: tool.name))
+
+    async def _refresh(self, link: _Link) -> None:
+        if link.client is None or link.closing.is_set():
+            return
+        async with self._refresh_lock:
+            try:
+                with anyio.fail_after(self.connect_timeout_s):
+                    tools = await self._list_all(link.client)
+            except Exception as exc:
+                logger.warning("downstream server %r: refreshing tools failed: %s", self.name, describe_exception(exc))
+                return
+            if not link.closing.is_set():
+                self._set_tools(tools)
+
+    def _set_tools(self, tools: tuple[types.Tool, ...]) -> None:
+        if tools == self._tools:
+            return
+        self._tools = tools
+        if self.on_tools_changed is not None:
+            try:
+                self.on_tools_changed(self)
+            except Exception:
+                logger.exception("downstream server %r: tools-changed callback failed", self.name)

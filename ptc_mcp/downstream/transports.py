@@ -1,0 +1,79 @@
+"""Open the client transport for one configured downstream server.
+
+A transport is what the MCP SDK calls one: an async context manager that yields a (read, write) stream pair.
+Stdio servers get the SDK's safe default environment (``PATH``, ``HOME``, ...) with the configured ``env`` on
+top, as Claude Desktop does; their stderr goes to ours, never to stdout.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TextIO
+
+import httpx2
+from mcp.client._transport import TransportStreams
+from mcp.client.sse import sse_client
+from mcp.client.stdio import StdioServerParameters, get_default_environment, stdio_client
+from mcp.client.streamable_http import streamable_http_client
+
+from ptc_mcp.config import HttpServerConfig, ServerConfig, SseServerConfig, StdioServerConfig
+
+__all__ = ["open_transport", "stdio_environment", "stdio_parameters"]
+
+CONNECT_TIMEOUT_S = 30.0
+"""HTTP connect/write timeout; reads wait longer because a server may hold a response stream open."""
+SSE_READ_TIMEOUT_S = 300.0
+
+
+def stdio_environment(config: StdioServerConfig) -> dict[str, str]:
+    """The environment a stdio server starts with: the SDK's inherited defaults, then the configured ``env``."""
+    return get_default_environment() | config.env
+
+
+def stdio_parameters(config: StdioServerConfig) -> StdioServerParameters:
+    """The SDK's launch parameters for a stdio server."""
+    return StdioServerParameters(command=config.command, args=list(config.args), env=dict(config.env), cwd=config.cwd)
+
+
+def _errlog() -> TextIO:
+    # The child's stderr must be a real file descriptor; a replaced sys.stderr (pytest capsys) may have none.
+    try:
+        sys.stderr.fileno()
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        return sys.__stderr__ if sys.__stderr__ is not None else sys.stderr
+    return sys.stderr
+
+
+@asynccontextmanager
+async def _http_transport(config: HttpServerConfig) -> AsyncIterator[TransportStreams]:
+    timeout = httpx2.Timeout(CONNECT_TIMEOUT_S, read=SSE_READ_TIMEOUT_S)
+    async with (
+        httpx2.AsyncClient(headers=dict(config.headers), timeout=timeout) as http_client,
+        streamable_http_client(config.url, http_client=http_client) as streams,
+    ):
+        yield streams
+
+
+@asynccontextmanager
+async def _sse_transport(config: SseServerConfig) -> AsyncIterator[TransportStreams]:
+    async with sse_client(
+        config.url, headers=dict(config.headers), timeout=CONNECT_TIMEOUT_S, sse_read_timeout=SSE_READ_TIMEOUT_S
+    ) as streams:
+        yield streams
+
+
+@asynccontextmanager
+async def open_transport(config: ServerConfig) -> AsyncIterator[TransportStreams]:
+    """Open the transport ``config`` describes; closing it stops the server process (stdio) or the HTTP client."""
+    if isinstance(config, StdioServerConfig):
+        async with stdio_client(stdio_parameters(config), errlog=_errlog()) as streams:
+            yield streams
+    elif isinstance(config, SseServerConfig):
+        async with _sse_transport(config) as streams:
+            yield streams
+    else:
+        async with _http_transport(config) as streams:
+            yield streams
