@@ -87,6 +87,14 @@ class LaunchSpec:
             "umask": self.umask,
         }
 
+    def kill(self, pid: int) -> None:
+        """``kill_process_tree(pid, self)``: SIGKILL everything this launch started (blocks a few ms)."""
+        kill_process_tree(pid, self)
+
+    def cleanup(self) -> None:
+        """``cleanup_launch(self)``: kill leftovers, remove the scratch directory, free the uid. Idempotent."""
+        cleanup_launch(self)
+
 
 # --- bubblewrap detection -------------------------------------------------------------------------------------
 
@@ -121,9 +129,17 @@ _uid_lock = threading.Lock()
 _uids_in_use: set[int] = set()
 
 
-def _allocate_uid() -> int:
-    """A session uid no live process and no leftover scratch directory uses."""
+def _allocate_uid(scratch_root: Path | None = None) -> int:
+    """A session uid no live process and no scratch directory in ``scratch_root`` uses.
+
+    Skipping the uids of leftover directories matters: reaping one kills every process of its uid.
+    """
     busy = {uid for uid in _uids_of_all_processes() if uid in SESSION_UIDS}
+    with suppress(OSError):
+        for entry in os.listdir(scratch_root or default_scratch_root()):
+            match = _SCRATCH_NAME.match(entry)
+            if match and match["uid"]:
+                busy.add(int(match["uid"]))
     with _uid_lock:
         for _ in range(1000):
             uid = SESSION_UIDS[secrets.randbelow(len(SESSION_UIDS))]
@@ -306,11 +322,12 @@ def plan_launch(
         if bwrap is None and use_bubblewrap:
             raise SandboxUnavailableError(reason)
     root_server = os.geteuid() == 0
-    user = _allocate_uid() if root_server else None
+    scratch_root = scratch_root or default_scratch_root()
+    user = _allocate_uid(scratch_root) if root_server else None
     scratch: Path | None = None
     try:
         interpreter, prefix_dirs, note = _choose_interpreter(python_argv[0], other_user=root_server)
-        scratch = _make_scratch_dir(scratch_root or default_scratch_root(), user)
+        scratch = _make_scratch_dir(scratch_root, user)
         command = [interpreter, *python_argv[1:]]
         if bwrap is not None:
             # bwrap's pid-1 reaper is a task of the namespace too.
