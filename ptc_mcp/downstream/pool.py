@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
@@ -17,6 +16,7 @@ import anyio
 import mcp_types as types
 from mcp.client.client import ConnectMode
 
+from ptc_mcp.catalog.model import DownstreamTool
 from ptc_mcp.config import Config, ServerConfig
 from ptc_mcp.downstream.connection import DownstreamServer, describe_exception
 from ptc_mcp.errors import ToolCallError
@@ -26,19 +26,6 @@ __all__ = ["DownstreamPool", "DownstreamTool"]
 logger = logging.getLogger(__name__)
 
 ChangeCallback = Callable[[], None]
-
-
-@dataclass(frozen=True)
-class DownstreamTool:
-    """One tool of one downstream server."""
-
-    server: str
-    tool: types.Tool
-
-    @property
-    def qualified_name(self) -> str:
-        """``server.tool``, the name policies and programs use."""
-        return f"{self.server}.{self.tool.name}"
 
 
 class DownstreamPool:

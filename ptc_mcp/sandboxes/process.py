@@ -18,7 +18,7 @@ from ptc_mcp.config import Config
 from ptc_mcp.errors import SandboxFailure
 from ptc_mcp.sandboxes import sandbox_limits
 from ptc_mcp.sandboxes.base import OutputSink, RunReport, RunRequest, SandboxLimits, ToolCallHandler
-from ptc_mcp.sandboxes.isolation import LaunchSpec, bubblewrap_status, plan_launch
+from ptc_mcp.sandboxes.isolation import LaunchSpec, bubblewrap_status, plan_launch, reap_stale_scratch_dirs
 from ptc_mcp.sandboxes.stream import PYTHON_ARGS, RuntimeChannel
 
 log = logging.getLogger(__name__)
@@ -97,9 +97,12 @@ class ProcessBackend:
         # The real interpreter, not a venv shim: the sandbox sees neither the venv nor the server's packages.
         self._python = python or os.path.realpath(sys.executable)
         self._sessions: set[ProcessSession] = set()
+        reap_stale_scratch_dirs()  # leftovers of an earlier server that died
 
     async def start_session(self) -> ProcessSession:
-        spec = plan_launch([self._python, *PYTHON_ARGS], self._limits, use_bubblewrap=self._use_bubblewrap)
+        spec = await anyio.to_thread.run_sync(
+            lambda: plan_launch([self._python, *PYTHON_ARGS], self._limits, use_bubblewrap=self._use_bubblewrap)
+        )
         try:
             process = await anyio.open_process(spec.argv, **spec.process_kwargs())
         except OSError as exc:
