@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import anyio
 import mcp_types as types
 
-from ptc_mcp.catalog.description import build_description
+from ptc_mcp.catalog.description import Presentation, build_description
 from ptc_mcp.catalog.model import DownstreamTool, UnknownToolError
 from ptc_mcp.catalog.policy import ToolPolicy
 from ptc_mcp.catalog.runtime_catalog import build_runtime_catalog, catalog_version, split_qualified_name
@@ -66,7 +66,7 @@ class CallRecord:
 class ToolBridge:
     """Builds catalog snapshots and hands each run a ``RunTools`` call handler."""
 
-    def __init__(self, source: ToolSource, policy: ToolPolicy, *, presentation: str = "auto") -> None:
+    def __init__(self, source: ToolSource, policy: ToolPolicy, *, presentation: Presentation = "auto") -> None:
         self._source = source
         self._policy = policy
         self._presentation = presentation
@@ -86,7 +86,9 @@ class ToolBridge:
                 version=catalog_version(runtime_catalog),
                 index=ToolIndex(allowed),
                 description=build_description(
-                    allowed, presentation=self._presentation, failures=dict(self._source.failures)  # type: ignore[arg-type]
+                    allowed,
+                    presentation=self._presentation,
+                    failures=dict(self._source.failures),
                 ),
             )
         return self._snapshot
@@ -171,7 +173,11 @@ def is_wrapped_output(output_schema: Mapping[str, Any] | None) -> bool:
     if not output_schema:
         return False
     properties = output_schema.get("properties")
-    return isinstance(properties, Mapping) and list(properties) == ["result"] and output_schema.get("required") == ["result"]
+    return (
+        isinstance(properties, Mapping)
+        and list(properties) == ["result"]
+        and output_schema.get("required") == ["result"]
+    )
 
 
 def unwrap_result(result: types.CallToolResult, output_schema: Mapping[str, Any] | None = None) -> Any:
@@ -203,9 +209,10 @@ def _unwrap_block(block: types.ContentBlock) -> Any:
     if isinstance(block, types.EmbeddedResource):
         resource = block.resource
         if isinstance(resource, types.BlobResourceContents):
-            return {"__ptc_binary__": {"mime_type": resource.mime_type or "application/octet-stream", "data": resource.blob}}
+            return {
+                "__ptc_binary__": {"mime_type": resource.mime_type or "application/octet-stream", "data": resource.blob}
+            }
         return getattr(resource, "text", None)
     if isinstance(block, types.ResourceLink):
         return {"uri": str(block.uri), "name": block.name, "mime_type": block.mime_type}
     return None
-

@@ -20,7 +20,9 @@ AUTH_TOKEN_ENV = "PTC_MCP_AUTH_TOKEN"
 
 def _setup_logging(level: str) -> None:
     logging.basicConfig(
-        stream=sys.stderr, level=getattr(logging, level.upper()), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        stream=sys.stderr,
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
 
 
@@ -69,7 +71,9 @@ def cmd_check(args: argparse.Namespace) -> int:
             isolation = "isolated" if backend.isolated else "NOT ISOLATED"
             print(f"sandbox: {backend.kind} ({isolation})")
             for name, server in app.pool.servers.items():
-                status = f"FAILED: {app.pool.failures[name]}" if name in app.pool.failures else f"{len(server.tools)} tools"
+                status = (
+                    f"FAILED: {app.pool.failures[name]}" if name in app.pool.failures else f"{len(server.tools)} tools"
+                )
                 print(f"server {name}: {status}")
             print("\ntools:")
             for tool in app.pool.tools():

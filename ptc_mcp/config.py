@@ -65,7 +65,9 @@ def _server_kind(value: Any) -> str:
 
 
 ServerConfig = Annotated[
-    Annotated[StdioServerConfig, Tag("stdio")] | Annotated[HttpServerConfig, Tag("http")] | Annotated[SseServerConfig, Tag("sse")],
+    Annotated[StdioServerConfig, Tag("stdio")]
+    | Annotated[HttpServerConfig, Tag("http")]
+    | Annotated[SseServerConfig, Tag("sse")],
     Discriminator(_server_kind),
 ]
 
@@ -135,7 +137,9 @@ def expand_env(value: Any, environ: Mapping[str, str], path: str = "") -> Any:
                 return environ[name]
             if default is not None:
                 return default
-            raise ConfigError(f"{path or '<root>'}: environment variable {name} is not set (write ${{{name}:-default}})")
+            raise ConfigError(
+                f"{path or '<root>'}: environment variable {name} is not set (write ${{{name}:-default}})"
+            )
 
         return _VAR.sub(substitute, value)
     if isinstance(value, list):

@@ -1,7 +1,7 @@
 """``ptc-mcp demo``: the bundled expense-audit example, end to end, on a fresh machine with no config.
 
 It starts ``ptc-mcp serve`` over stdio with the example server as its only downstream server, connects the
-official MCP client, runs ``examples/audit_program.py`` through ``execute_program`` and prints the answer.
+official MCP client, runs ``examples/audit_program.txt`` through ``execute_program`` and prints the answer.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ UNISOLATED_WARNING = (
 
 
 def audit_program() -> str:
-    return resources.files("ptc_mcp.examples").joinpath("audit_program.py").read_text(encoding="utf-8")
+    return resources.files("ptc_mcp.examples").joinpath("audit_program.txt").read_text(encoding="utf-8")
 
 
 def demo_config(allow_unisolated: bool) -> dict[str, object]:

@@ -8,7 +8,7 @@ from ptc_mcp.errors import RunLimitExceeded
 from ptc_mcp.sandboxes.base import StreamName
 
 FLOOD_FACTOR = 8
-"""Output past ``FLOOD_FACTOR`` × the cap ends the run as ``output_limit`` (below that it is only truncated)."""
+"""Output past ``FLOOD_FACTOR`` times the cap ends the run as ``output_limit`` (below that it is only truncated)."""
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
@@ -44,7 +44,9 @@ class OutputCollector:
         if size > 0:
             self.dropped += size
             if self.dropped > self._flood_limit:
-                raise RunLimitExceeded("output_limit", f"the program printed more than {self._flood_limit + self._cap} bytes")
+                raise RunLimitExceeded(
+                    "output_limit", f"the program printed more than {self._flood_limit + self._cap} bytes"
+                )
 
     @property
     def truncated(self) -> bool:

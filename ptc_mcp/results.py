@@ -10,7 +10,6 @@ from pydantic import BaseModel, Field
 from ptc_mcp.errors import ErrorType
 
 
-
 class RunError(BaseModel):
     """Why a run failed."""
 
@@ -50,7 +49,9 @@ class RunResult(BaseModel):
         if self.error is not None:
             parts.append(self.error.traceback.rstrip("\n") if self.error.traceback else self.error.message)
         status = "ok" if self.error is None else f"error: {self.error.type}"
-        line = f"[{status} · {self.tool_calls} tool call{'s' if self.tool_calls != 1 else ''} · {self.duration_ms:.0f} ms"
+        line = (
+            f"[{status} · {self.tool_calls} tool call{'s' if self.tool_calls != 1 else ''} · {self.duration_ms:.0f} ms"
+        )
         if self.session:
             line += f" · session {self.session}"
         parts.append(line + "]")

@@ -37,7 +37,9 @@ class ExecuteArguments(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    code: str = Field(description="A Python program. Top-level `await` works; the value of a last expression is returned.")
+    code: str = Field(
+        description="A Python program. Top-level `await` works; the value of a last expression is returned."
+    )
     session: str | None = Field(
         default=None, description="The `session` handle of an earlier result, to continue that session."
     )
@@ -89,7 +91,9 @@ def build_server(app: App) -> Server[Any]:
         ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
     ) -> types.CallToolResult:
         if params.name != TOOL_NAME:
-            return error_result("invalid_input", f"unknown tool {params.name!r}; the only tool is {TOOL_NAME}").to_call_tool_result()
+            return error_result(
+                "invalid_input", f"unknown tool {params.name!r}; the only tool is {TOOL_NAME}"
+            ).to_call_tool_result()
         try:
             arguments = ExecuteArguments.model_validate(params.arguments or {})
         except ValidationError as exc:
@@ -135,4 +139,3 @@ def build_server(app: App) -> Server[Any]:
 
 def initialization_options(server: Server[Any]) -> Any:
     return server.create_initialization_options(NotificationOptions(tools_changed=True))
-

@@ -79,7 +79,10 @@ def sse_app(server: Server[Any], host: str) -> Starlette:
         return Response()
 
     return Starlette(
-        routes=[Route("/sse", endpoint=handle_sse, methods=["GET"]), Mount("/messages/", app=transport.handle_post_message)]
+        routes=[
+            Route("/sse", endpoint=handle_sse, methods=["GET"]),
+            Mount("/messages/", app=transport.handle_post_message),
+        ]
     )
 
 

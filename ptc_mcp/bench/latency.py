@@ -17,10 +17,10 @@ from typing import Any
 from mcp import Client, StdioServerParameters
 
 from ptc_mcp.bench.report import machine, summary, write_section
+from ptc_mcp.config import Config
 from ptc_mcp.demo import demo_config
 from ptc_mcp.errors import SandboxUnavailableError
 from ptc_mcp.sandboxes import create_backend
-from ptc_mcp.config import Config
 
 WARMUP = 20
 NESTED_PROGRAM = """
@@ -51,7 +51,9 @@ async def run_latency_bench(runs: int = 300, output: str | None = "docs/benchmar
     with tempfile.TemporaryDirectory(prefix="ptc-mcp-bench-") as folder:
         config_path = Path(folder) / "config.json"
         config_path.write_text(json.dumps(demo_config(allow_unisolated=not isolated)), encoding="utf-8")
-        ptc = StdioServerParameters(command=sys.executable, args=["-m", "ptc_mcp", "serve", "--config", str(config_path)])
+        ptc = StdioServerParameters(
+            command=sys.executable, args=["-m", "ptc_mcp", "serve", "--config", str(config_path)]
+        )
         async with Client(ptc) as ptc_client, Client(example) as direct_client:
             # The session handle keeps one warm interpreter, whatever protocol version the client negotiated.
             first = await ptc_client.call_tool("execute_program", {"code": "print(1)"})
@@ -70,7 +72,9 @@ async def run_latency_bench(runs: int = 300, output: str | None = "docs/benchmar
                 round_trip.append(elapsed)
                 direct.append(direct_elapsed)
                 if round_number % 10 == 0:
-                    batch = await ptc_client.call_tool("execute_program", {"code": NESTED_PROGRAM.format(calls=10), "session": session})
+                    batch = await ptc_client.call_tool(
+                        "execute_program", {"code": NESTED_PROGRAM.format(calls=10), "session": session}
+                    )
                     nested.extend((batch.structured_content or {}).get("result") or [])
     report = {
         "backend": kind,
@@ -91,25 +95,33 @@ async def run_latency_bench(runs: int = 300, output: str | None = "docs/benchmar
 
 
 def _print(report: dict[str, Any]) -> None:
-    rt, d, n, o = report["round_trip_ms"], report["direct_call_ms"], report["nested_call_ms"], report["nested_overhead_ms"]
-    print(f"backend: {report['backend']} (isolated: {report['isolated']}) on {report['machine']}", file=sys.stderr)
-    print(f"warm execute_program('print(1)') round trip over stdio: p50 {rt['p50']:.2f} ms, p95 {rt['p95']:.2f} ms (n={rt['n']:.0f})", file=sys.stderr)
-    print(f"direct MCP call of expenses.get_custom_budget:      p50 {d['p50']:.3f} ms, p95 {d['p95']:.3f} ms", file=sys.stderr)
-    print(f"the same call from inside a program:                p50 {n['p50']:.3f} ms, p95 {n['p95']:.3f} ms (n={n['n']:.0f})", file=sys.stderr)
-    print(f"a nested call adds:                                 p50 {o['p50']:.3f} ms, p95 {o['p95']:.3f} ms", file=sys.stderr)
+    print(f"backend: {report['backend']} (isolated: {report['isolated']}), {report['machine']}", file=sys.stderr)
+    rows = [
+        ("warm execute_program('print(1)') round trip", report["round_trip_ms"]),
+        ("direct MCP call of expenses.get_custom_budget", report["direct_call_ms"]),
+        ("the same call from inside a program", report["nested_call_ms"]),
+        ("time a nested call adds", report["nested_overhead_ms"]),
+    ]
+    for label, stats in rows:
+        print(f"{label:<48} p50 {stats['p50']:8.3f} ms   p95 {stats['p95']:8.3f} ms", file=sys.stderr)
 
 
 def _markdown(report: dict[str, Any]) -> str:
-    rt, d, n, o = report["round_trip_ms"], report["direct_call_ms"], report["nested_call_ms"], report["nested_overhead_ms"]
+    rt, d, n, o = (
+        report["round_trip_ms"],
+        report["direct_call_ms"],
+        report["nested_call_ms"],
+        report["nested_overhead_ms"],
+    )
     return f"""## Latency (`ptc-mcp bench latency`)
 
-Backend `{report['backend']}` (isolated: {report['isolated']}), {report['machine']}, 2 shared cores. Real MCP clients over
+Backend `{report["backend"]}` (isolated: {report["isolated"]}), {report["machine"]}, 2 shared cores. Real MCP clients over
 stdio; the series are measured interleaved in one run, so machine noise hits them alike.
 
 | measurement | p50 (ms) | p95 (ms) | n | target |
 |---|---:|---:|---:|---|
-| warm `execute_program("print(1)")` round trip | {rt['p50']:.2f} | {rt['p95']:.2f} | {rt['n']:.0f} | p50 ≤ 15 ms |
-| direct MCP call of `expenses.get_custom_budget` | {d['p50']:.3f} | {d['p95']:.3f} | {d['n']:.0f} | |
-| the same call from inside a program | {n['p50']:.3f} | {n['p95']:.3f} | {n['n']:.0f} | |
-| **time a nested call adds** | **{o['p50']:.3f}** | {o['p95']:.3f} | | p50 ≤ 1 ms |
+| warm `execute_program("print(1)")` round trip | {rt["p50"]:.2f} | {rt["p95"]:.2f} | {rt["n"]:.0f} | p50 ≤ 15 ms |
+| direct MCP call of `expenses.get_custom_budget` | {d["p50"]:.3f} | {d["p95"]:.3f} | {d["n"]:.0f} | |
+| the same call from inside a program | {n["p50"]:.3f} | {n["p95"]:.3f} | {n["n"]:.0f} | |
+| **time a nested call adds** | **{o["p50"]:.3f}** | {o["p95"]:.3f} | | p50 ≤ 1 ms |
 """

@@ -65,12 +65,14 @@ def create_backend(config: Config, *, allow_unisolated: bool | None = None) -> S
     if unisolated_ok:
         log.warning("no isolated sandbox is available: running programs UNISOLATED (sandbox.allow_unisolated)")
         return process
-    raise SandboxUnavailableError(_refusal("auto", f"{getattr(process, 'bubblewrap_reason', '')}; docker: {docker_reason}"))
+    raise SandboxUnavailableError(
+        _refusal("auto", f"{getattr(process, 'bubblewrap_reason', '')}; docker: {docker_reason}")
+    )
 
 
 def _refusal(kind: str, reason: str) -> str:
     return (
         f"no isolated sandbox is available for sandbox.kind={kind!r} ({reason}). Install bubblewrap "
-        "(apt-get install bubblewrap) or Docker (pip install \"ptc-mcp[docker]\" and a running engine), or set "
+        '(apt-get install bubblewrap) or Docker (pip install "ptc-mcp[docker]" and a running engine), or set '
         '"sandbox": {"allow_unisolated": true} to run programs without isolation at your own risk.'
     )

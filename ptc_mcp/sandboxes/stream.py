@@ -18,7 +18,16 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 
 from ptc_mcp.errors import SandboxFailure, ToolCallError
 from ptc_mcp.sandboxes.base import OutputSink, RunReport, RunRequest, ToolCallHandler
-from ptc_mcp.sandboxes.protocol import MAX_MESSAGE_BYTES, Call, Done, Output, ProtocolError, Ready, encode, parse_runtime_message
+from ptc_mcp.sandboxes.protocol import (
+    MAX_MESSAGE_BYTES,
+    Call,
+    Done,
+    Output,
+    ProtocolError,
+    Ready,
+    encode,
+    parse_runtime_message,
+)
 
 BOOTSTRAP = (
     "import sys;b=sys.stdin.buffer;n=int(b.readline());"
@@ -132,8 +141,16 @@ def _report(done: Done) -> RunReport:
         return RunReport(ok=True, result=done.result, result_repr=done.result_repr, tool_calls=done.tool_calls)
     error = done.error
     known = {
-        "timeout", "memory_limit", "process_limit", "output_limit", "disk_limit", "tool_call_limit",
-        "tool_denied", "tool_error", "program_error", "cancelled",
+        "timeout",
+        "memory_limit",
+        "process_limit",
+        "output_limit",
+        "disk_limit",
+        "tool_call_limit",
+        "tool_denied",
+        "tool_error",
+        "program_error",
+        "cancelled",
     }
     error_type: Any = error.type if error.type in known else "program_error"
     return RunReport(
