@@ -115,7 +115,7 @@ def _markdown(report: dict[str, Any]) -> str:
     )
     return f"""## Latency (`ptc-mcp bench latency`)
 
-Backend `{report["backend"]}` (isolated: {report["isolated"]}), {report["machine"]}, 2 shared cores. Real MCP clients over
+Backend `{report["backend"]}` (isolated: {report["isolated"]}), {report["machine"]}. Real MCP clients over
 stdio; the series are measured interleaved in one run, so machine noise hits them alike.
 
 | measurement | p50 (ms) | p95 (ms) | n | target |
