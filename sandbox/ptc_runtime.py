@@ -10,6 +10,7 @@ import ast
 import asyncio
 import base64
 import difflib
+import errno
 import io
 import json
 import linecache
@@ -427,6 +428,10 @@ def _describe_error(exc):
         kind = "output_limit"
     elif isinstance(exc, MemoryError):
         kind = "memory_limit"
+    elif _is_process_limit(exc):
+        kind = "process_limit"
+    elif isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        kind = "disk_limit"
     elif isinstance(exc, asyncio.CancelledError):
         kind = "cancelled"
     elif isinstance(exc, ToolError) and exc.error_type in ("tool_denied", "tool_call_limit"):
@@ -445,6 +450,12 @@ def _describe_error(exc):
         lines.extend(traceback.format_list(frames))
     lines.extend(traceback.format_exception_only(type(exc), exc))
     return {"type": kind, "exc_type": type(exc).__name__, "message": message, "traceback": "".join(lines)}
+
+
+def _is_process_limit(exc):
+    if isinstance(exc, OSError) and exc.errno == errno.EAGAIN:
+        return True  # fork() refused by the process limit
+    return isinstance(exc, RuntimeError) and "can't start new thread" in str(exc)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
