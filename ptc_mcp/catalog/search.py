@@ -31,7 +31,7 @@ _K1 = 1.2
 _B = 0.75
 _NAME_WEIGHT = 3
 _SERVER_WEIGHT = 2
-_WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+_WORD = re.compile(r"[A-Z]{2,}s(?![a-z])|[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
 _STOP_WORDS = _words(
     "a an and are as at be by can do does for from get has have how i in into is it its me my of on or "
     "our show so than that the their them then there these this to was what when where which who will "
@@ -83,6 +83,8 @@ def tokenize(text: str) -> list[str]:
     """Search terms of a text: split at case/``_``/``-``/punctuation, lowercased, stop words out, stemmed."""
     terms = []
     for raw in _WORD.findall(text):
+        if len(raw) > 2 and raw.endswith("s") and raw[:-1].isupper():
+            raw = raw[:-1]  # "PRs" → "PR"
         word = raw.lower()
         if word in _STOP_WORDS:
             continue

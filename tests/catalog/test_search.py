@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from ptc_mcp.catalog.model import UnknownToolError
+from ptc_mcp.catalog.search import ToolIndex, tokenize
+from ptc_mcp.catalog.synthetic import SEARCH_QUERIES, synthetic_tools
+
+from .helpers import downstream
+
+INDEX = ToolIndex(synthetic_tools(1000))
+
+
+def test_tokenizer_splits_snake_camel_and_kebab_case() -> None:
+    assert tokenize("getUserProfile") == ["user", "profile"]
+    assert tokenize("list_open-PRs HTTPServer") == ["list", "open", "pr", "http", "server"]
+    assert tokenize("Invoices and payments") == ["invoice", "payment"]
+
+
+def test_search_finds_the_expected_tool_in_the_top_three_for_most_queries() -> None:
+    assert len(SEARCH_QUERIES) >= 20
+    hits, misses = 0, []
+    for query, expected in SEARCH_QUERIES:
+        names = [result["name"] for result in INDEX.search(query, limit=3)]
+        if expected in names:
+            hits += 1
+        else:
+            misses.append((query, expected, names))
+    rate = hits / len(SEARCH_QUERIES)
+    print(f"search top-3 hit rate: {rate:.2%} over {len(SEARCH_QUERIES)} queries; misses: {misses}")
+    assert rate >= 0.8
+
+
+def test_search_results_carry_name_call_summary_and_signature() -> None:
+    results = INDEX.search("current time in a timezone", limit=2)
+    assert results[0] == {
+        "name": "time.get_current_time",
+        "call": "servers.time.get_current_time",
+        "summary": "Get the current time in a specific timezone. [read-only]",
+        "signature": "(*, timezone: str) -> Any",
+    }
+    assert len(results) == 2
+
+
+def test_search_is_deterministic_and_honours_the_limit() -> None:
+    assert INDEX.search("list invoices", limit=7) == INDEX.search("list invoices", limit=7)
+    assert len(INDEX.search("list", limit=7)) == 7
+    assert INDEX.search("list", limit=0) == []
+    assert INDEX.search("zzzqqq nothing like this") == []
+
+
+def test_an_exact_tool_name_ranks_first() -> None:
+    assert INDEX.search("postgres.query")[0]["name"] == "postgres.query"
+
+
+def test_search_is_fast_on_a_thousand_tools() -> None:
+    started = time.perf_counter()
+    for query, _ in SEARCH_QUERIES:
+        INDEX.search(query)
+    assert (time.perf_counter() - started) / len(SEARCH_QUERIES) < 0.01
+
+
+def test_describe_returns_the_full_definition() -> None:
+    described = INDEX.describe("expenses.get_expenses")
+    assert described["name"] == "expenses.get_expenses"
+    assert described["call"] == "expenses.get_expenses"
+    assert described["signature"].startswith("(*, employee_id: str")
+    assert described["doc"].startswith("Return the expense line items")
+    assert described["input_schema"]["required"] == ["employee_id", "quarter"]
+    assert described["output_schema"]["type"] == "object"
+    assert described["annotations"] == {"readOnlyHint": True}
+
+
+def test_describe_accepts_identifier_names() -> None:
+    index = ToolIndex([downstream("file-system", "read-file", description="Read.")])
+    assert index.describe("file_system.read_file")["name"] == "file-system.read-file"
+
+
+def test_describe_of_an_unknown_tool_suggests_close_names() -> None:
+    with pytest.raises(KeyError) as caught:
+        INDEX.describe("github.merge_pullrequest")
+    assert isinstance(caught.value, UnknownToolError)
+    assert caught.value.suggestions[0] == "github.merge_pull_request"
+
+
+def test_an_empty_index_finds_nothing() -> None:
+    index = ToolIndex([])
+    assert index.search("anything") == []
+    with pytest.raises(UnknownToolError):
+        index.describe("a.b")
