@@ -1,0 +1,200 @@
+"""The ``docker`` backend: one hardened container per session, the runtime sent in over its attached stdin.
+
+Modules: ``docker_settings`` (the ``sandbox.docker`` config and the container it describes), ``docker_stream``
+(the multiplexed attach stream as an anyio byte stream), ``docker_launch`` (blocking engine calls: start, remove,
+reap), ``docker_pool`` (warm containers), ``docker_image`` (a local image for tests and CI). Every Docker SDK call
+runs in a worker thread; the protocol itself runs on the event loop over the attach socket.
+"""
+
+from __future__ import annotations
+
+import codecs
+import functools
+import logging
+import secrets
+from typing import Any
+
+import anyio
+
+try:
+    import docker
+    import docker.errors
+except ImportError as exc:  # pragma: no cover - the extra is missing
+    raise ImportError(f'the docker sandbox needs the docker SDK: pip install "ptc-mcp[docker]" ({exc})') from exc
+
+from ptc_mcp.config import Config
+from ptc_mcp.errors import SandboxFailure, SandboxUnavailableError
+from ptc_mcp.sandboxes import sandbox_limits
+from ptc_mcp.sandboxes.base import OutputSink, RunReport, RunRequest, SandboxLimits, ToolCallHandler
+from ptc_mcp.sandboxes.docker_launch import (
+    Launched,
+    engine_client,
+    exit_state,
+    launch,
+    owner_labels,
+    reap_stale,
+    remove,
+)
+from ptc_mcp.sandboxes.docker_pool import WarmPool
+from ptc_mcp.sandboxes.docker_settings import DockerSettings, container_spec, parse_docker_settings
+from ptc_mcp.sandboxes.docker_stream import AttachedStream, has_unexpected_input
+from ptc_mcp.sandboxes.stream import RuntimeChannel
+
+__all__ = ["DockerBackend", "DockerSession", "DockerSettings", "create_backend"]
+
+log = logging.getLogger(__name__)
+SHUTDOWN_WAIT_S = 60.0
+
+
+class DockerSession:
+    """One container running the runtime; ``aclose`` kills and removes it."""
+
+    def __init__(self, backend: DockerBackend, launched: Launched, *, warm: bool) -> None:
+        self._backend = backend
+        self.container_id = launched.container_id
+        self.session_id = launched.session_id
+        self.warm = warm
+        """True when the container came from the warm pool."""
+        self._stream = AttachedStream(launched.handle, launched.demux)
+        self._channel = RuntimeChannel(self._stream, self._stream)
+        self._channel.python_version = launched.ready.python
+        self._closed = False
+
+    @property
+    def alive(self) -> bool:
+        return not self._closed and not self._stream.at_eof
+
+    @property
+    def python_version(self) -> str | None:
+        return self._channel.python_version
+
+    async def run(self, request: RunRequest, call_tool: ToolCallHandler, output: OutputSink) -> RunReport:
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        demux = self._stream.demux
+        # Output written to the real fd 1/2 (C code, child processes) arrives as stderr frames.
+        demux.on_stderr = lambda data: output.write("stderr", decoder.decode(data))
+        try:
+            return await self._channel.run(request, call_tool, output)
+        except SandboxFailure as failure:
+            raise await self._diagnose(failure) from None
+        finally:
+            demux.on_stderr = None
+
+    async def _diagnose(self, failure: SandboxFailure) -> SandboxFailure:
+        """Why the container went away: an out-of-memory kill is ``memory_limit``."""
+        if not self._stream.at_eof:
+            return failure
+        state = await anyio.to_thread.run_sync(exit_state, self._backend.api, self.container_id)
+        if state is None:
+            return SandboxFailure(f"{failure} (its container was removed)")
+        if state.get("OOMKilled"):
+            return SandboxFailure(
+                f"the program ran out of memory (limit {self._backend.memory_mb} MB) and its sandbox was killed",
+                "memory_limit",
+            )
+        return SandboxFailure(f"{failure} (container exit status {state.get('ExitCode')})", failure.error_type)
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with anyio.CancelScope(shield=True):
+            await self._stream.aclose()
+            await anyio.to_thread.run_sync(remove, self._backend.api, self.container_id)
+            self._backend._sessions.discard(self)
+
+
+class DockerBackend:
+    """Starts ``DockerSession``s on the engine ``docker.from_env()`` finds; keeps a warm pool."""
+
+    kind = "docker"
+
+    def __init__(
+        self,
+        settings: DockerSettings,
+        limits: SandboxLimits,
+        *,
+        client: docker.DockerClient | None = None,
+        instance_id: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.limits = limits
+        self.instance_id = instance_id or secrets.token_hex(8)
+        """This server instance's id, the ``ptc-mcp.instance`` label of its containers."""
+        try:
+            self.client = client or engine_client(settings.api_timeout_s)
+        except docker.errors.DockerException as exc:
+            raise SandboxUnavailableError(_unreachable(exc)) from None
+        self.api: Any = self.client.api
+        self.isolated = settings.network == "none"
+        self.memory_mb = settings.memory_mb or limits.memory_mb
+        self._spec = container_spec(settings, limits, owner_labels(self.instance_id))
+        self._sessions: set[DockerSession] = set()
+        self._closed = False
+        reaped = reap_stale(self.api, self.instance_id)
+        if reaped:
+            log.info("removed %d sandbox container(s) left by a server instance that is gone", reaped)
+        self.pool = WarmPool(settings.warm_pool, settings.warm_max_age_s, self._launch, self._discard, self._fit)
+        self.pool.start()
+
+    def _launch(self) -> Launched:
+        return launch(self.api, self._spec, self.settings, {})
+
+    def _discard(self, launched: Launched) -> None:
+        stream = getattr(launched.handle, "close", None)
+        if stream is not None:
+            stream()
+        remove(self.api, launched.container_id)
+
+    def _fit(self, launched: Launched) -> bool:
+        return not has_unexpected_input(launched.handle, launched.demux)
+
+    async def start_session(self) -> DockerSession:
+        if self._closed:
+            raise SandboxFailure("the docker backend is closed")
+        launched = self.pool.take()
+        warm = launched is not None
+        if launched is None:
+            launched = await self._cold_launch()
+        session = DockerSession(self, launched, warm=warm)
+        self._sessions.add(session)
+        return session
+
+    async def _cold_launch(self) -> Launched:
+        started: list[Launched] = []
+        try:
+            await anyio.to_thread.run_sync(lambda: started.append(self._launch()))
+        except BaseException:
+            if started:  # cancelled while the thread finished: remove what it started
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(self._discard, started[0])
+            raise
+        return started[0]
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with anyio.CancelScope(shield=True):
+            for session in list(self._sessions):
+                await session.aclose()
+            timeout = self.settings.start_timeout_s + 5
+            left = await anyio.to_thread.run_sync(functools.partial(self.pool.close, timeout))
+            for launched in left:
+                await anyio.to_thread.run_sync(self._discard, launched)
+            await anyio.to_thread.run_sync(functools.partial(reap_stale, self.api, self.instance_id, include_own=True))
+            await anyio.to_thread.run_sync(self.client.close)
+
+
+def _unreachable(exc: Exception) -> str:
+    return (
+        f"no Docker engine answers ({exc}). Start one (Docker Desktop, or `dockerd` / `systemctl start docker`), "
+        "or point DOCKER_HOST at a remote engine (with DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH for TLS), "
+        'or pick another sandbox: "sandbox": {"kind": "process"}'
+    )
+
+
+def create_backend(config: Config) -> DockerBackend:
+    """The ``docker`` backend for a config; raises ``SandboxUnavailableError`` when no engine answers."""
+    settings = parse_docker_settings(config.sandbox.docker)
+    return DockerBackend(settings, sandbox_limits(config))
