@@ -186,13 +186,34 @@ def _namespaces(servers: tuple[PreparedServer, ...], examples: int, shown: int) 
             text += f" (as {server.reference})"
         text += f": {count} tool{'s' if count != 1 else ''}"
         if examples:
-            names = [t.attr for t in server.tools[:examples]]
+            names = _examples(server, examples)
             more = ", …" if count > examples else ""
             text += f", e.g. {', '.join(names)}{more}"
         lines.append(text)
     if shown < len(servers):
         lines.append(f"- … and {len(servers) - shown} more servers: `print(sorted(servers))` lists them all.")
     return "\n".join(lines)
+
+
+def _examples(server: PreparedServer, count: int) -> list[str]:
+    """A few tool names that show what the server does.
+
+    Each pick is the shortest name (then the alphabetically first) among those sharing the fewest words with
+    the names already picked, so the examples differ from each other and the choice is deterministic.
+    """
+
+    def words(name: str) -> set[str]:
+        return {w[:-1] if len(w) > 3 and w.endswith("s") else w for w in name.lower().split("_") if w}
+
+    remaining = sorted((t.attr for t in server.tools), key=lambda n: (len(n), n))
+    chosen: list[str] = []
+    seen: set[str] = set()
+    while remaining and len(chosen) < count:
+        best = min(remaining, key=lambda n: (len(words(n) & seen), len(n), n))
+        remaining.remove(best)
+        chosen.append(best)
+        seen |= words(best)
+    return sorted(chosen)
 
 
 def _failures_block(failures: Mapping[str, str]) -> str:
