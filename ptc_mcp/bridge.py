@@ -120,7 +120,7 @@ class RunTools:
         if self.used > self.max_tool_calls:
             raise ToolCallError("tool_call_limit", f"this run may make at most {self.max_tool_calls} tool calls")
         tool = self._resolve(name)
-        check_arguments(tool.tool, arguments)
+        check_arguments(tool.tool, arguments, server=tool.server)
         started = time.perf_counter()
         outcome = "ok"
         response_bytes = 0

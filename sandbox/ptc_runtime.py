@@ -144,14 +144,54 @@ class Namespace(object):
         return "<server %s: %s>" % (self._name, ", ".join(sorted(self._tool_names)))
 
 
-class Servers(dict):
-    """Every server by its configured name: ``servers["time"]`` or ``servers.time``."""
+class Servers(object):
+    """Every server: ``servers["file-system"]`` by its configured name, ``servers.file_system`` by identifier."""
 
-    def __getattr__(self, name):
+    def __init__(self):
+        self._by_name = {}
+        self._by_attr = {}
+
+    def add(self, name, attr, namespace):
+        self._by_name[name] = namespace
+        self._by_attr[attr or name] = namespace
+
+    def __getitem__(self, name):
         try:
-            return self[name]
+            return self._by_name[name]
         except KeyError:
-            raise AttributeError("no server %r; servers are: %s" % (name, ", ".join(sorted(self)))) from None
+            raise KeyError("no server %r; servers are: %s" % (name, ", ".join(sorted(self._by_name)))) from None
+
+    def __getattr__(self, attr):
+        if attr.startswith("_"):
+            raise AttributeError(attr)
+        try:
+            return self.__dict__["_by_attr"][attr]
+        except KeyError:
+            raise AttributeError("no server %r; servers are: %s" % (attr, ", ".join(sorted(self._by_name)))) from None
+
+    def __contains__(self, name):
+        return name in self._by_name
+
+    def __iter__(self):
+        return iter(sorted(self._by_name))
+
+    def __len__(self):
+        return len(self._by_name)
+
+    def keys(self):
+        return sorted(self._by_name)
+
+    def values(self):
+        return [self._by_name[name] for name in sorted(self._by_name)]
+
+    def items(self):
+        return [(name, self._by_name[name]) for name in sorted(self._by_name)]
+
+    def __dir__(self):
+        return sorted(self._by_attr)
+
+    def __repr__(self):
+        return "<servers: %s>" % ", ".join(sorted(self._by_name))
 
 
 class Tools(object):
@@ -304,7 +344,7 @@ class Runtime(object):
         old = self.catalog
         servers = Servers()
         for server in catalog.get("servers", []):
-            servers[server["name"]] = Namespace(self, server)
+            servers.add(server["name"], server.get("attr"), Namespace(self, server))
         previous = self.namespace.get("servers")
         for server in catalog.get("servers", []):
             name = server.get("global")
@@ -366,6 +406,7 @@ class Runtime(object):
                 report.update(ok=True)
                 report.pop("error")
         report["tool_calls"] = self.calls
+        report["output_dropped"] = self.out_dropped  # bytes past the cap: the host adds the truncation marker
         self.run_id = None
         self.protocol.send(report)
 
@@ -504,6 +545,188 @@ def main():
             runtime.cancel()
     os._exit(0)
 
+
+
+# -- stepped mode ---------------------------------------------------------------------------------------------------
+# Backends that cannot hold a stream open (AgentCore Code Interpreter answers one executeCode at a time) load this
+# file into the interpreter's persistent process without running main(), create one StepDriver, and call
+# ``step()`` once per executeCode. The program runs on the Runtime's worker thread exactly as in streaming mode.
+
+STEP_WAIT_S = 10.0
+
+
+class _Outbox(object):
+    """Stands in for Protocol: collects what the runtime sends until the next step returns it."""
+
+    def __init__(self, driver):
+        self._driver = driver
+
+    def send(self, message):
+        self._driver.collect(message)
+
+
+class _RoutedStream(io.TextIOBase):
+    """sys.stdout/sys.stderr in stepped mode: the program's threads print to the run, the host's thread passes."""
+
+    def __init__(self, driver, original, capture):
+        io.TextIOBase.__init__(self)
+        self._driver = driver
+        self.original = original
+        self._capture = capture
+
+    def _target(self):
+        if threading.get_ident() == self._driver.host_thread:
+            return self.original
+        return self._capture
+
+    @property
+    def encoding(self):
+        return "utf-8"
+
+    def writable(self):
+        return True
+
+    def isatty(self):
+        return False
+
+    def write(self, text):
+        return self._target().write(text)
+
+    def flush(self):
+        target = self._target()
+        if target is not None:
+            target.flush()
+
+
+def _watched_selector(driver):
+    """The worker loop's selector: tells the driver when the loop waits with nothing ready to run."""
+    import selectors
+
+    base = selectors.DefaultSelector
+
+    class WatchedSelector(base):
+        def select(self, timeout=None):
+            driver.loop_waiting(timeout is None or timeout > 0)
+            try:
+                return base.select(self, timeout)
+            finally:
+                driver.loop_waiting(False)
+
+    return WatchedSelector()
+
+
+class StepDriver(object):
+    """Runs programs in steps: ``step(seq, messages_json) -> messages_json`` (see docs/backends/agentcore.md).
+
+    A step delivers the host's messages (``run``, ``result``, ``cancel``), then waits until the program is done,
+    or is blocked with nothing to do but wait for unanswered tool calls, or ``wait_s`` has passed; it returns
+    everything the runtime sent meanwhile. Calls made together (``asyncio.gather``) leave in the same step.
+    """
+
+    def __init__(self, wait_s=STEP_WAIT_S):
+        self.wait_s = float(wait_s)
+        self.cond = threading.Condition()
+        self.outbox = []
+        self.unanswered = set()
+        self.idle = False
+        self.idle_entries = 0
+        self.delivered_at = 0
+        self.running = False
+        self.last_seq = 0
+        self.last_reply = "[]"
+        self.host_thread = None
+        self.runtime = Runtime(_Outbox(self))
+        self.runtime.loop.close()
+        self.runtime.loop = asyncio.SelectorEventLoop(_watched_selector(self))
+        self.runtime.start()
+        warnings.showwarning = _show_warning
+
+    # called from the runtime's threads
+
+    def collect(self, message):
+        with self.cond:
+            kind = message.get("type")
+            if kind == "call":
+                self.unanswered.add(message.get("call"))
+            elif kind == "done":
+                self.running = False
+            self.outbox.append(message)
+            self.cond.notify_all()
+
+    def loop_waiting(self, idle):
+        with self.cond:
+            self.idle = idle
+            if idle:
+                self.idle_entries += 1
+            self.cond.notify_all()
+
+    # called by the host, once per executeCode
+
+    def ready(self):
+        """The ``ready`` message, as JSON."""
+        return json.dumps({"type": "ready", "python": "%d.%d.%d" % sys.version_info[:3], "pid": os.getpid()})
+
+    def step(self, seq, messages_json, wait_s=None):
+        """Deliver ``messages_json`` (a JSON list), wait as described above, return the runtime's messages."""
+        seq = int(seq)
+        if seq <= self.last_seq:  # a retried step: the host never saw our reply
+            return self.last_reply if seq == self.last_seq else "[]"
+        self.host_thread = threading.get_ident()
+        self._route_stdio()
+        with self.cond:
+            self.delivered_at = self.idle_entries
+        for message in json.loads(messages_json):
+            self._deliver(message)
+        deadline = _monotonic() + (self.wait_s if wait_s is None else float(wait_s))
+        with self.cond:
+            while not self._settled():
+                remaining = deadline - _monotonic()
+                if remaining <= 0:
+                    break
+                self.cond.wait(remaining)
+            messages, self.outbox = self.outbox, []
+        reply = json.dumps(messages, ensure_ascii=True, separators=(",", ":"), default=repr)
+        self.last_seq, self.last_reply = seq, reply
+        return reply
+
+    def _deliver(self, message):
+        kind = message.get("type") if isinstance(message, dict) else None
+        runtime = self.runtime
+        if kind == "run":
+            with self.cond:
+                self.unanswered = set()
+                self.running = True
+            runtime.runs.put(message)
+        elif kind == "result" and message.get("id") == runtime.run_id:
+            with self.cond:
+                self.unanswered.discard(message.get("call"))
+            runtime.deliver_result(message)
+        elif kind == "cancel" and message.get("id") == runtime.run_id:
+            runtime.cancel()
+
+    def _settled(self):
+        if not self.running:
+            return True
+        if not self.unanswered:
+            return False
+        if self.idle and self.idle_entries > self.delivered_at:
+            return True
+        with self.runtime.pending_lock:
+            entries = list(self.runtime.pending.items())
+        return any(entry[0] == "sync" and call_id in self.unanswered for call_id, entry in entries)
+
+    def _route_stdio(self):
+        runtime = self.runtime
+        if not isinstance(sys.stdout, _RoutedStream):
+            sys.stdout = _RoutedStream(self, sys.stdout, runtime.stdout)
+        if not isinstance(sys.stderr, _RoutedStream):
+            sys.stderr = _RoutedStream(self, sys.stderr, runtime.stderr)
+
+
+def _monotonic():
+    import time
+
+    return time.monotonic()
 
 if __name__ in ("__main__", "__ptc_runtime__"):
     main()
