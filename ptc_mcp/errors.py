@@ -17,7 +17,7 @@ one of ``ErrorType`` (the error contract of docs/security.md).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, NoReturn
 
 ErrorType = Literal[
     "timeout",
@@ -83,3 +83,22 @@ class RunLimitExceeded(PtcError):
         super().__init__(message)
         self.error_type: ErrorType = error_type
         self.message = message
+
+
+def raise_from_group(group: BaseExceptionGroup[BaseException]) -> NoReturn:
+    """Re-raise the first ``PtcError`` in a task group's exception group (anyio always wraps), else the group.
+
+    Callers of a backend catch ``SandboxFailure`` and ``RunLimitExceeded``, never exception groups.
+    """
+    failure = _first_ptc_error(group)
+    if failure is None:
+        raise group
+    raise failure from None
+
+
+def _first_ptc_error(group: BaseExceptionGroup[BaseException]) -> PtcError | None:
+    for exc in group.exceptions:
+        found = _first_ptc_error(exc) if isinstance(exc, BaseExceptionGroup) else exc
+        if isinstance(found, PtcError):
+            return found
+    return None

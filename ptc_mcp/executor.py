@@ -178,6 +178,8 @@ class Executor:
                     await session.discard_sandbox()
             session.last_used = time.monotonic()
             session.runs += 1
+        if report is not None:
+            output.note_dropped(report.output_dropped)
         if report is not None and not report.ok:
             error = RunError(
                 type=report.error_type or "program_error",

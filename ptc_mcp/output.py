@@ -11,11 +11,12 @@ FLOOD_FACTOR = 8
 """Output past ``FLOOD_FACTOR`` times the cap ends the run as ``output_limit`` (below that it is only truncated)."""
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def safe_text(text: str) -> str:
     """Valid UTF-8 with no terminal control sequences: lone surrogates → U+FFFD, control characters → ``\\xNN``."""
-    text = text.encode("utf-8", "replace").decode("utf-8")
+    text = _SURROGATE.sub("\ufffd", text)
     return _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
 
 
@@ -47,6 +48,10 @@ class OutputCollector:
                 raise RunLimitExceeded(
                     "output_limit", f"the program printed more than {self._flood_limit + self._cap} bytes"
                 )
+
+    def note_dropped(self, size: int) -> None:
+        """Count output the runtime dropped before sending it (past the cap), so the marker reports it."""
+        self.dropped += size
 
     @property
     def truncated(self) -> bool:

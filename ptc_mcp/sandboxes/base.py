@@ -57,6 +57,8 @@ class RunReport:
     message: str | None = None
     traceback: str | None = None
     tool_calls: int = 0
+    output_dropped: int = 0
+    """Bytes of output the runtime dropped past ``max_output_bytes`` (they never reached the ``OutputSink``)."""
 
 
 class OutputSink(Protocol):

@@ -60,6 +60,7 @@ class Done(_Message):
     result_repr: str | None = None
     error: ProgramError | None = None
     tool_calls: int = Field(default=0, ge=0)
+    output_dropped: int = Field(default=0, ge=0)
 
 
 RuntimeMessage = Annotated[Ready | Call | Output | Done, Field(discriminator="type")]

@@ -16,7 +16,7 @@ import anyio
 from anyio.abc import ByteReceiveStream, ByteSendStream
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from ptc_mcp.errors import SandboxFailure, ToolCallError
+from ptc_mcp.errors import SandboxFailure, ToolCallError, raise_from_group
 from ptc_mcp.sandboxes.base import OutputSink, RunReport, RunRequest, ToolCallHandler
 from ptc_mcp.sandboxes.protocol import (
     MAX_MESSAGE_BYTES,
@@ -103,18 +103,21 @@ class RuntimeChannel:
             }
         )
         self._catalog_version = request.catalog_version
-        async with anyio.create_task_group() as calls:
-            while True:
-                message = await self._next_message()
-                if isinstance(message, Ready) or message.id != request.run_id:
-                    continue  # stray or stale: never taken for this run's protocol
-                if isinstance(message, Call):
-                    calls.start_soon(self._answer, request.run_id, message, call_tool)
-                elif isinstance(message, Output):
-                    output.write(message.stream, message.data)
-                else:
-                    calls.cancel_scope.cancel()
-                    return _report(message)
+        try:
+            async with anyio.create_task_group() as calls:
+                while True:
+                    message = await self._next_message()
+                    if isinstance(message, Ready) or message.id != request.run_id:
+                        continue  # stray or stale: never taken for this run's protocol
+                    if isinstance(message, Call):
+                        calls.start_soon(self._answer, request.run_id, message, call_tool)
+                    elif isinstance(message, Output):
+                        output.write(message.stream, message.data)
+                    else:
+                        calls.cancel_scope.cancel()
+                        return _report(message)
+        except BaseExceptionGroup as group:
+            raise_from_group(group)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def cancel(self, run_id: str) -> None:
@@ -138,7 +141,13 @@ class RuntimeChannel:
 
 def _report(done: Done) -> RunReport:
     if done.ok or done.error is None:
-        return RunReport(ok=True, result=done.result, result_repr=done.result_repr, tool_calls=done.tool_calls)
+        return RunReport(
+            ok=True,
+            result=done.result,
+            result_repr=done.result_repr,
+            tool_calls=done.tool_calls,
+            output_dropped=done.output_dropped,
+        )
     error = done.error
     known = {
         "timeout",
@@ -160,4 +169,5 @@ def _report(done: Done) -> RunReport:
         message=error.message,
         traceback=error.traceback,
         tool_calls=done.tool_calls,
+        output_dropped=done.output_dropped,
     )
