@@ -77,6 +77,11 @@ class DockerSession:
             return await self._channel.run(request, call_tool, output)
         except SandboxFailure as failure:
             raise await self._diagnose(failure) from None
+        except BaseExceptionGroup as group:
+            wrapped = _sandbox_failure_in(group)
+            if wrapped is None:
+                raise
+            raise await self._diagnose(wrapped) from None
         finally:
             demux.on_stderr = None
 
@@ -184,6 +189,14 @@ class DockerBackend:
                 await anyio.to_thread.run_sync(self._discard, launched)
             await anyio.to_thread.run_sync(functools.partial(reap_stale, self.api, self.instance_id, include_own=True))
             await anyio.to_thread.run_sync(self.client.close)
+
+
+def _sandbox_failure_in(group: BaseExceptionGroup[BaseException]) -> SandboxFailure | None:
+    """The ``SandboxFailure`` a task group wrapped (the channel answers tool calls in a task group)."""
+    found: BaseException | None = group.split(SandboxFailure)[0]
+    while isinstance(found, BaseExceptionGroup):
+        found = found.exceptions[0]
+    return found if isinstance(found, SandboxFailure) else None
 
 
 def _unreachable(exc: Exception) -> str:

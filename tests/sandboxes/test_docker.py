@@ -1,0 +1,562 @@
+"""The docker backend against a real engine, with real containers from a locally built image.
+
+The image is built from this machine's Python (``ptc_mcp.sandboxes.docker_image``): nothing is pulled.
+Network rule: nothing here sends a packet anywhere but loopback. The one outside ``connect()`` runs only inside a
+container whose program has first checked that it has no interface but ``lo`` and no route.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import socket
+import subprocess
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import anyio
+import pytest
+
+docker = pytest.importorskip("docker")
+
+from ptc_mcp.config import parse_config  # noqa: E402
+from ptc_mcp.errors import SandboxFailure, SandboxUnavailableError  # noqa: E402
+from ptc_mcp.sandboxes import create_backend  # noqa: E402
+from ptc_mcp.sandboxes.base import RunReport, RunRequest, SandboxLimits, StreamName  # noqa: E402
+from ptc_mcp.sandboxes.docker import DockerBackend, DockerSession  # noqa: E402
+from ptc_mcp.sandboxes.docker_image import build_local_image  # noqa: E402
+from ptc_mcp.sandboxes.docker_launch import (  # noqa: E402
+    HOST_LABEL,
+    INSTANCE_LABEL,
+    PID_LABEL,
+    PID_START_LABEL,
+    launch,
+    owner_labels,
+    remove,
+)
+from ptc_mcp.sandboxes.docker_settings import container_spec, parse_docker_settings  # noqa: E402
+
+
+def _engine() -> tuple[Any, str]:
+    try:
+        client = docker.from_env(timeout=10)
+        client.ping()
+    except Exception as exc:
+        return None, f"no Docker engine answers ({exc}); start dockerd or set DOCKER_HOST"
+    return client, ""
+
+
+CLIENT, NO_ENGINE = _engine()
+pytestmark = [pytest.mark.docker, pytest.mark.skipif(CLIENT is None, reason=NO_ENGINE)]
+WAIT_S = 30.0
+MARKER = "PTC_TEST_DOCKER_SECRET_MARKER"
+CATALOG = {
+    "servers": [
+        {
+            "name": "math",
+            "global": "math_tools",
+            "tools": [
+                {"name": "add", "attr": "add", "signature": "(a: int, b: int) -> int", "doc": "a + b"},
+                {"name": "started", "attr": "started", "signature": "() -> None", "doc": "a sync point"},
+            ],
+        }
+    ]
+}
+
+
+class Output:
+    """An ``OutputSink`` that keeps everything."""
+
+    def __init__(self) -> None:
+        self.chunks: list[tuple[StreamName, str]] = []
+
+    def write(self, stream: StreamName, text: str) -> None:
+        self.chunks.append((stream, text))
+
+    def text(self, stream: StreamName) -> str:
+        return "".join(text for name, text in self.chunks if name == stream)
+
+
+async def add(tool: str, arguments: dict[str, Any]) -> Any:
+    assert tool == "math.add"
+    return arguments["a"] + arguments["b"]
+
+
+async def run(
+    session: DockerSession, code: str, call_tool: Any = add, output: Output | None = None
+) -> tuple[RunReport, Output]:
+    output = output or Output()
+    request = RunRequest(secrets.token_hex(8), code, CATALOG, "v1", 65536)
+    with anyio.fail_after(WAIT_S):
+        report = await session.run(request, call_tool, output)
+    return report, output
+
+
+def containers(**labels: str) -> list[dict[str, Any]]:
+    filters = [f"{key}={value}" for key, value in labels.items()]
+    return list(CLIENT.api.containers(all=True, filters={"label": filters}))
+
+
+@pytest.fixture(scope="module")
+def image() -> str:
+    return build_local_image(client=CLIENT)
+
+
+@pytest.fixture
+def make_backend(image: str) -> Iterator[Callable[..., DockerBackend]]:
+    """Backends on the local image (pull never: no registry traffic); every container removed afterwards."""
+    made: list[DockerBackend] = []
+
+    def make(limits: SandboxLimits | None = None, **settings: Any) -> DockerBackend:
+        config = {"image": image, "pull": "never", "warm_pool": 0, **settings}
+        backend = DockerBackend(parse_docker_settings(config), limits or SandboxLimits())
+        made.append(backend)
+        return backend
+
+    yield make
+    for backend in made:
+        anyio.run(backend.aclose)
+        assert containers(**{INSTANCE_LABEL: backend.instance_id}) == []
+
+
+@pytest.fixture
+async def session(make_backend: Callable[..., DockerBackend]) -> AsyncIterator[DockerSession]:
+    backend = make_backend()
+    sandbox = await backend.start_session()
+    yield sandbox
+    await sandbox.aclose()
+
+
+@pytest.mark.anyio
+async def test_a_program_runs_and_returns_its_value(session: DockerSession) -> None:
+    report, output = await run(session, "print('hello')\nimport sys\nsys.version_info[:2] >= (3, 9), 6 * 7")
+    assert report.ok, report
+    assert report.result == [True, 42]
+    assert output.text("stdout") == "hello\n"
+
+
+@pytest.mark.anyio
+async def test_variables_persist_across_runs_in_one_session(session: DockerSession) -> None:
+    await run(session, "counter = 41\ndef bump():\n    global counter\n    counter += 1\n    return counter")
+    report, _ = await run(session, "bump()")
+    assert report.result == 42
+
+
+@pytest.mark.anyio
+async def test_output_of_child_processes_and_c_code_arrives_as_stderr(session: DockerSession) -> None:
+    report, output = await run(session, "import os\nos.write(2, b'raw bytes\\n')\nawait math_tools.add(a=1, b=1)")
+    assert report.ok and report.result == 2
+    assert "raw bytes" in output.text("stderr")
+
+
+@pytest.mark.anyio
+async def test_tool_calls_from_inside_reach_the_host_callback(session: DockerSession) -> None:
+    code = (
+        "total = 0\n"
+        "for i in range(200):\n"
+        "    total = await math_tools.add(a=total, b=i)\n"
+        "results = await asyncio.gather(*(math_tools.add(a=i, b=i) for i in range(50)))\n"
+        "total, sum(results)"
+    )
+    report, _ = await run(session, code)
+    assert report.ok, report
+    assert report.result == [sum(range(200)), 2 * sum(range(50))]
+    assert report.tool_calls == 250
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("code", ["while True: pass", "import time\ntime.sleep(10**6)"])
+async def test_a_program_that_never_ends_is_stopped_by_the_callers_timeout_and_leaves_no_container(
+    make_backend: Callable[..., DockerBackend], code: str
+) -> None:
+    backend = make_backend()
+    session = await backend.start_session()
+    with anyio.move_on_after(1.5) as deadline:
+        await session.run(RunRequest("r1", code, CATALOG, "v1", 65536), add, Output())
+    assert deadline.cancelled_caught
+    with anyio.fail_after(WAIT_S):
+        await session.aclose()
+    assert containers(**{"ptc-mcp.session": session.session_id}) == []
+    assert not session.alive
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "code",
+    ["b = bytearray(8 * 1024**3)", "hoard = []\nwhile True:\n    hoard.append(bytearray(1024**2))"],
+    ids=["one-big-allocation", "slow-growth"],
+)
+async def test_a_memory_bomb_ends_as_memory_limit_and_the_next_session_works(
+    make_backend: Callable[..., DockerBackend], code: str
+) -> None:
+    backend = make_backend(SandboxLimits(memory_mb=128))
+    session = await backend.start_session()
+    try:
+        report, _ = await run(session, code)
+    except SandboxFailure as failure:
+        assert failure.error_type == "memory_limit"
+        assert not session.alive
+    else:
+        assert report.error_type == "memory_limit"  # MemoryError inside the program
+    await session.aclose()
+    fresh = await backend.start_session()
+    report, _ = await run(fresh, "1 + 1")
+    assert report.result == 2
+    await fresh.aclose()
+
+
+@pytest.mark.anyio
+async def test_a_fork_bomb_is_bounded_by_the_pid_limit(make_backend: Callable[..., DockerBackend]) -> None:
+    backend = make_backend(SandboxLimits(max_processes=32))
+    session = await backend.start_session()
+    code = (
+        "import os, time, errno\n"
+        "children, error = 0, None\n"
+        "try:\n"
+        "    while children < 10000:\n"
+        "        if os.fork() == 0:\n"
+        "            time.sleep(600)\n"
+        "            os._exit(0)\n"
+        "        children += 1\n"
+        "except OSError as exc:\n"
+        "    error = errno.errorcode.get(exc.errno)\n"
+        "children, error"
+    )
+    report, _ = await run(session, code)
+    children, error = report.result
+    assert error == "EAGAIN"
+    assert 0 < children < 32
+    await session.aclose()
+    assert containers(**{"ptc-mcp.session": session.session_id}) == []
+
+
+NETWORK_PROBE = """
+import errno, socket
+interfaces = sorted(line.split(":")[0].strip() for line in open("/proc/net/dev").read().splitlines()[2:])
+ipv4_routes = open("/proc/net/route").read().splitlines()[1:]
+# IPv6 lists loopback's own routes (::1, the reject entries) on lo; any other device would be a way out.
+ipv6_routes = [line.split() for line in open("/proc/net/ipv6_route").read().splitlines()]
+ipv6_off_lo = [r for r in ipv6_routes if r[-1] != "lo"]
+probe = {"interfaces": interfaces, "ipv4_routes": ipv4_routes, "ipv6_off_lo": ipv6_off_lo, "connect": None}
+if interfaces == ["lo"] and not ipv4_routes and not ipv6_off_lo:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(2)
+    try:
+        s.connect(("169.254.169.254", 80))
+        probe["connect"] = "connected"
+    except OSError as exc:
+        probe["connect"] = errno.errorcode.get(exc.errno, str(exc))
+    finally:
+        s.close()
+probe
+"""
+
+
+@pytest.mark.anyio
+async def test_there_is_no_network_inside(session: DockerSession) -> None:
+    report, _ = await run(session, NETWORK_PROBE)
+    probe = report.result
+    # These hold before the program tried any connect (it connects only if they do).
+    assert probe["interfaces"] == ["lo"]
+    assert probe["ipv4_routes"] == []
+    assert probe["ipv6_off_lo"] == []
+    assert probe["connect"] == "ENETUNREACH"
+
+
+@pytest.mark.anyio
+async def test_raw_sockets_are_not_permitted(session: DockerSession) -> None:
+    code = (
+        "import socket, errno\n"
+        "try:\n"
+        "    socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)\n"
+        "    outcome = 'opened'\n"
+        "except OSError as exc:\n"
+        "    outcome = errno.errorcode.get(exc.errno)\n"
+        "outcome"
+    )
+    report, _ = await run(session, code)
+    assert report.result == "EPERM"
+
+
+@pytest.mark.anyio
+async def test_a_listener_on_the_hosts_loopback_is_unreachable(session: DockerSession) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        code = (
+            "import socket, errno\n"
+            "try:\n"
+            f"    socket.create_connection(('127.0.0.1', {port}), timeout=2)\n"
+            "    outcome = 'connected'\n"
+            "except OSError as exc:\n"
+            "    outcome = errno.errorcode.get(exc.errno, str(exc))\n"
+            "outcome"
+        )
+        report, _ = await run(session, code)
+    assert report.result == "ECONNREFUSED"
+
+
+@pytest.mark.anyio
+async def test_the_root_filesystem_is_read_only_and_tmp_is_capped(make_backend: Callable[..., DockerBackend]) -> None:
+    backend = make_backend(SandboxLimits(scratch_mb=8))
+    session = await backend.start_session()
+    code = (
+        "import errno, os\n"
+        "def attempt(path):\n"
+        "    try:\n"
+        "        with open(path, 'w') as f:\n"
+        "            f.write('x')\n"
+        "        return 'written'\n"
+        "    except OSError as exc:\n"
+        "        return errno.errorcode.get(exc.errno)\n"
+        "tmp = attempt('/tmp/ok')\n"
+        "written = 0\n"
+        "try:\n"
+        "    with open('/tmp/fill', 'wb') as f:\n"
+        "        while written < 64 * 1024**2:\n"
+        "            f.write(b'\\0' * 65536)\n"
+        "            f.flush()\n"
+        "            written += 65536\n"
+        "    fill = 'no limit'\n"
+        "except OSError as exc:\n"
+        "    fill = errno.errorcode.get(exc.errno)\n"
+        "root_mount = [l.split()[3].split(',')[0] for l in open('/proc/mounts') if l.split()[1] == '/']\n"
+        "{'etc': attempt('/etc/evil'), 'usr': attempt('/usr/evil'), 'root_mount': root_mount,\n"
+        " 'tmp': tmp, 'home': os.environ['HOME'], 'fill': fill, 'written': written}"
+    )
+    report, _ = await run(session, code)
+    result = report.result
+    assert result["etc"] == result["usr"] == "EROFS"
+    assert result["root_mount"] == ["ro"]
+    assert result["tmp"] == "written"
+    assert result["home"] == "/tmp"
+    assert result["fill"] == "ENOSPC"
+    assert result["written"] <= 8 * 1024**2
+
+
+@pytest.mark.anyio
+async def test_the_program_runs_as_non_root_without_capabilities(session: DockerSession) -> None:
+    code = (
+        "import os\n"
+        "lines = open('/proc/self/status').read().splitlines()\n"
+        "status = dict(line.split(':\\t', 1) for line in lines if ':\\t' in line)\n"
+        "os.getuid(), os.getgid(), os.getgroups(), status['CapEff'].strip(), status['CapPrm'].strip(),\\\n"
+        "    status['NoNewPrivs'].strip()"
+    )
+    report, _ = await run(session, code)
+    uid, gid, groups, cap_eff, cap_prm, no_new_privs = report.result
+    assert (uid, gid) == (65534, 65534)
+    assert 0 not in groups
+    assert int(cap_eff, 16) == 0 and int(cap_prm, 16) == 0
+    assert no_new_privs == "1"
+
+
+@pytest.mark.anyio
+async def test_no_host_environment_variable_reaches_the_sandbox(
+    make_backend: Callable[..., DockerBackend], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(MARKER, "s3cr3t-value")
+    backend = make_backend()
+    session = await backend.start_session()
+    report, _ = await run(session, "import os\ndict(os.environ)")
+    assert MARKER not in report.result
+    assert "s3cr3t-value" not in json.dumps(report.result)
+    metadata = CLIENT.api.inspect_container(session.container_id)
+    assert "s3cr3t-value" not in json.dumps(metadata)
+    await session.aclose()
+
+
+@pytest.mark.anyio
+async def test_the_container_carries_the_hardening_flags(session: DockerSession) -> None:
+    host = CLIENT.api.inspect_container(session.container_id)["HostConfig"]
+    assert host["NetworkMode"] == "none"
+    assert host["ReadonlyRootfs"] is True
+    assert host["CapDrop"] == ["ALL"]
+    assert "no-new-privileges:true" in host["SecurityOpt"]
+    assert host["Memory"] == host["MemorySwap"] == 512 * 1024**2
+    assert host["PidsLimit"] == 64
+    assert host["NanoCpus"] == 1_000_000_000
+    assert host["Init"] is True
+    assert "/tmp" in host["Tmpfs"]
+    assert host["LogConfig"]["Type"] == "none"
+
+
+@pytest.mark.anyio
+async def test_a_container_killed_from_outside_is_a_sandbox_failure_and_a_new_session_works(
+    make_backend: Callable[..., DockerBackend],
+) -> None:
+    backend = make_backend()
+    session = await backend.start_session()
+    program_started = anyio.Event()
+
+    async def tools(tool: str, arguments: dict[str, Any]) -> Any:
+        if tool == "math.started":
+            program_started.set()
+            return None
+        return await add(tool, arguments)
+
+    async def kill_when_started() -> None:
+        await program_started.wait()
+        await anyio.to_thread.run_sync(CLIENT.api.kill, session.container_id)
+
+    failures: list[SandboxFailure] = []
+    async with anyio.create_task_group() as group:
+        group.start_soon(kill_when_started)
+        try:
+            await run(session, "await math_tools.started()\nimport time\ntime.sleep(60)", tools)
+        except SandboxFailure as failure:
+            failures.append(failure)
+    assert [failure.error_type for failure in failures] == ["sandbox_failure"]
+    assert not session.alive
+    await session.aclose()
+    fresh = await backend.start_session()
+    report, _ = await run(fresh, "await math_tools.add(a=2, b=3)")
+    assert report.result == 5
+    await fresh.aclose()
+
+
+@pytest.mark.anyio
+async def test_a_container_exits_by_itself_when_the_servers_connection_goes(
+    make_backend: Callable[..., DockerBackend],
+) -> None:
+    backend = make_backend()
+    session = await backend.start_session()
+    await session._stream.aclose()  # what the kernel does to the connection when the server dies
+    with anyio.fail_after(WAIT_S):
+        while CLIENT.api.inspect_container(session.container_id)["State"]["Running"]:
+            await anyio.sleep(0.05)
+    await session.aclose()
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+@pytest.mark.anyio
+async def test_stale_containers_of_a_dead_instance_are_reaped_at_start(
+    make_backend: Callable[..., DockerBackend], image: str
+) -> None:
+    settings = parse_docker_settings({"image": image, "pull": "never"})
+    api = CLIENT.api
+
+    def leftover(instance: str, **extra: str) -> str:
+        labels = {**owner_labels(instance), **extra}
+        spec = container_spec(settings, SandboxLimits(), labels)
+        return launch(api, spec, settings, {}).container_id
+
+    dead_owner = await anyio.to_thread.run_sync(
+        lambda: leftover("dead-" + secrets.token_hex(4), **{PID_LABEL: str(_dead_pid()), PID_START_LABEL: "1"})
+    )
+    exited_elsewhere = await anyio.to_thread.run_sync(
+        lambda: leftover("gone-" + secrets.token_hex(4), **{HOST_LABEL: "another-host"})
+    )
+    await anyio.to_thread.run_sync(api.kill, exited_elsewhere)
+    running_elsewhere = await anyio.to_thread.run_sync(
+        lambda: leftover("live-" + secrets.token_hex(4), **{HOST_LABEL: "another-host"})
+    )
+    try:
+        backend = make_backend()
+        ids = {c["Id"] for c in CLIENT.api.containers(all=True, filters={"label": INSTANCE_LABEL})}
+        assert dead_owner not in ids
+        assert exited_elsewhere not in ids
+        assert running_elsewhere in ids  # another live server's container is left alone
+        assert backend.instance_id
+    finally:
+        for container_id in (dead_owner, exited_elsewhere, running_elsewhere):
+            remove(api, container_id)
+
+
+@pytest.mark.anyio
+async def test_the_warm_pool_hands_out_pre_started_containers(make_backend: Callable[..., DockerBackend]) -> None:
+    backend = make_backend(warm_pool=2)
+    with anyio.fail_after(WAIT_S):
+        while len(backend.pool) < 2:
+            await anyio.sleep(0.02)
+    pooled = {c["Id"] for c in containers(**{INSTANCE_LABEL: backend.instance_id})}
+    first = await backend.start_session()
+    second = await backend.start_session()
+    assert first.warm and second.warm
+    assert {first.container_id, second.container_id} == pooled
+    report, _ = await run(second, "print(1)")
+    assert report.ok
+    with anyio.fail_after(WAIT_S):  # refilled in the background
+        while len(backend.pool) < 2:
+            await anyio.sleep(0.02)
+    assert backend.pool.launched == 4
+    await first.aclose()
+    await second.aclose()
+
+
+@pytest.mark.anyio
+async def test_a_pooled_container_that_died_is_not_handed_out(make_backend: Callable[..., DockerBackend]) -> None:
+    backend = make_backend(warm_pool=1)
+    with anyio.fail_after(WAIT_S):
+        while len(backend.pool) < 1:
+            await anyio.sleep(0.02)
+    (victim,) = [c["Id"] for c in containers(**{INSTANCE_LABEL: backend.instance_id})]
+    await anyio.to_thread.run_sync(CLIENT.api.kill, victim)
+    with anyio.fail_after(WAIT_S):
+        while CLIENT.api.inspect_container(victim)["State"]["Running"]:
+            await anyio.sleep(0.02)
+    session = await backend.start_session()
+    assert session.container_id != victim
+    report, _ = await run(session, "'alive'")
+    assert report.result == "alive"
+    await session.aclose()
+
+
+@pytest.mark.anyio
+async def test_stale_pooled_containers_are_recycled(make_backend: Callable[..., DockerBackend]) -> None:
+    backend = make_backend(warm_pool=1, warm_max_age_s=0.5)
+    with anyio.fail_after(WAIT_S):
+        while backend.pool.launched < 3:
+            await anyio.sleep(0.05)
+    assert len(containers(**{INSTANCE_LABEL: backend.instance_id})) <= 2
+
+
+@pytest.mark.anyio
+async def test_closing_the_backend_removes_every_container_it_started(
+    make_backend: Callable[..., DockerBackend],
+) -> None:
+    backend = make_backend(warm_pool=2)
+    sessions = [await backend.start_session() for _ in range(2)]
+    with anyio.fail_after(WAIT_S):
+        while len(backend.pool) < 2:
+            await anyio.sleep(0.02)
+    assert len(containers(**{INSTANCE_LABEL: backend.instance_id})) == 4
+    await backend.aclose()
+    assert containers(**{INSTANCE_LABEL: backend.instance_id}) == []
+    assert not any(session.alive for session in sessions)
+    with pytest.raises(SandboxFailure):
+        await backend.start_session()
+
+
+@pytest.mark.anyio
+async def test_the_config_picks_the_docker_backend(image: str) -> None:
+    config = parse_config({"sandbox": {"kind": "docker", "docker": {"image": image, "pull": "never", "warm_pool": 0}}})
+    backend = create_backend(config)
+    try:
+        assert backend.kind == "docker" and backend.isolated
+        session = await backend.start_session()
+        report, _ = await run(session, "21 * 2")  # type: ignore[arg-type]
+        assert report.result == 42
+    finally:
+        await backend.aclose()
+
+
+def test_no_engine_is_sandbox_unavailable_saying_what_to_do(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
+    config = parse_config({"sandbox": {"kind": "docker"}})
+    with pytest.raises(SandboxUnavailableError, match="DOCKER_HOST"):
+        create_backend(config)
+
+
+def test_a_missing_image_is_a_sandbox_failure_without_pulling(make_backend: Callable[..., DockerBackend]) -> None:
+    backend = make_backend(image="ptc-mcp-sandbox:does-not-exist-" + secrets.token_hex(4))
+
+    async def start() -> None:
+        with pytest.raises(SandboxFailure, match="not on the Docker engine"):
+            await backend.start_session()
+
+    anyio.run(start)
