@@ -1,0 +1,39 @@
+"""``ptc-mcp emulate agentcore [--host H] [--port N]``: the lead's cli.py calls ``add_emulate_parser(commands)``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+import anyio
+
+__all__ = ["add_emulate_parser"]
+
+
+def add_emulate_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``emulate`` command (with the ``agentcore`` emulator) to the ``ptc-mcp`` parser."""
+    emulate = subparsers.add_parser("emulate", help="serve a local emulator of a cloud service, for tests")
+    services = emulate.add_subparsers(dest="service", required=True)
+    agentcore = services.add_parser(
+        "agentcore",
+        help="Amazon Bedrock AgentCore Code Interpreter data plane (for boto3 endpoint_url)",
+    )
+    agentcore.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)")
+    agentcore.add_argument("--port", type=int, default=8787, help="port (default 8787; 0 picks a free one)")
+    agentcore.set_defaults(func=cmd_emulate_agentcore)
+
+
+def cmd_emulate_agentcore(args: argparse.Namespace) -> int:
+    from ptc_mcp.emulators.agentcore import serve_emulator
+
+    if not logging.getLogger().handlers:
+        logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        anyio.run(serve_emulator, args.host, args.port)
+    except ValueError as exc:
+        logging.getLogger(__name__).error("%s", exc)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+    return 0
