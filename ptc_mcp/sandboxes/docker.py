@@ -59,10 +59,14 @@ class DockerSession:
         self._channel = RuntimeChannel(self._stream, self._stream)
         self._channel.python_version = launched.ready.python
         self._closed = False
+        self._running = False
 
     @property
     def alive(self) -> bool:
-        return not self._closed and not self._stream.at_eof
+        if self._closed:
+            return False
+        # Between runs nobody reads the stream, so a container that died while idle is noticed here.
+        return not self._stream.at_eof if self._running else self._stream.poll_open()
 
     @property
     def python_version(self) -> str | None:
@@ -73,6 +77,7 @@ class DockerSession:
         demux = self._stream.demux
         # Output written to the real fd 1/2 (C code, child processes) arrives as stderr frames.
         demux.on_stderr = lambda data: output.write("stderr", decoder.decode(data))
+        self._running = True
         try:
             return await self._channel.run(request, call_tool, output)
         except SandboxFailure as failure:
@@ -84,6 +89,7 @@ class DockerSession:
             raise await self._diagnose(wrapped) from None
         finally:
             demux.on_stderr = None
+            self._running = False
 
     async def _diagnose(self, failure: SandboxFailure) -> SandboxFailure:
         """Why the container went away: an out-of-memory kill is ``memory_limit``."""

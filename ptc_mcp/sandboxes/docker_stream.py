@@ -128,6 +128,24 @@ class AttachedStream(ByteStream):
         self.at_eof = False
         self._closed = False
 
+    def poll_open(self) -> bool:
+        """Between runs: take what already arrived (without waiting) and say whether the container is still there."""
+        if self._closed or self.at_eof:
+            return False
+        try:
+            data = self._sock.recv(_RECV_BYTES)
+        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return True
+        except OSError:
+            data = b""
+        if data:
+            try:
+                self.demux.feed(data)
+            except SandboxFailure:
+                data = b""
+        self.at_eof = not data
+        return not self.at_eof
+
     async def receive(self, max_bytes: int = _RECV_BYTES) -> bytes:
         stdout = self.demux.stdout
         while not stdout:

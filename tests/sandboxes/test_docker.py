@@ -415,6 +415,21 @@ async def test_a_container_killed_from_outside_is_a_sandbox_failure_and_a_new_se
 
 
 @pytest.mark.anyio
+async def test_a_session_whose_container_died_while_idle_is_not_alive(
+    make_backend: Callable[..., DockerBackend],
+) -> None:
+    backend = make_backend()
+    session = await backend.start_session()
+    await run(session, "x = 1")
+    assert session.alive
+    await anyio.to_thread.run_sync(CLIENT.api.kill, session.container_id)
+    with anyio.fail_after(WAIT_S):
+        while session.alive:
+            await anyio.sleep(0.02)
+    await session.aclose()
+
+
+@pytest.mark.anyio
 async def test_a_container_exits_by_itself_when_the_servers_connection_goes(
     make_backend: Callable[..., DockerBackend],
 ) -> None:
