@@ -107,11 +107,21 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from ptc_mcp.bench.catalog import run_catalog_bench
 
         report = run_catalog_bench(json_output=args.json)
+    elif args.bench == "tokens":
+        from ptc_mcp.bench.tokens import run_from_cli
+
+        report = run_from_cli(args)
     else:  # pragma: no cover - argparse restricts the choices
         return 2
     if args.json:
         print(json.dumps(report, indent=2))
     return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from ptc_mcp.agent.chat import run_chat
+
+    return run_chat(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -136,11 +146,28 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     bench = commands.add_parser("bench", help="benchmarks")
-    bench.add_argument("bench", choices=["latency", "catalog"])
+    bench.add_argument("bench", choices=["latency", "catalog", "tokens"])
     bench.add_argument("--runs", type=int, default=300, help="measured runs per series (latency)")
     bench.add_argument("--output", default="docs/benchmarks.md", help="markdown file to write (latency)")
     bench.add_argument("--json", action="store_true", help="print one JSON document")
+    bench.add_argument("--model", default="scripted", help="tokens: scripted (simulated) or bedrock:<model-id>")
+    bench.add_argument("--tasks", help="tokens: tasks from path.py[:ATTR] or package.module[:ATTR]")
+    bench.add_argument("--config", help="tokens: a config with the tasks' servers (default: built from the tasks)")
+    bench.add_argument("--region", help="tokens: AWS region for --model bedrock:…")
+    bench.add_argument("--endpoint-url", help="tokens: Bedrock Runtime endpoint (default: boto3's)")
+    bench.add_argument("--sequential", action="store_true", help="tokens: one tool call per traditional model call")
     bench.set_defaults(func=cmd_bench)
+
+    chat = commands.add_parser("chat", help="talk to a Bedrock model that uses the config's MCP tools")
+    chat.add_argument("--model", required=True, help="bedrock:<model-id>")
+    chat.add_argument("--config", required=True, help="the JSON config file (its mcpServers)")
+    chat.add_argument(
+        "--mode", choices=["ptc", "traditional"], default="ptc", help="offer execute_program or every tool"
+    )
+    chat.add_argument("--region", help="AWS region (default: boto3's)")
+    chat.add_argument("--endpoint-url", help="Bedrock Runtime endpoint (default: boto3's; an emulator in tests)")
+    chat.add_argument("--system", help="the system prompt")
+    chat.set_defaults(func=cmd_chat)
     return parser
 
 
