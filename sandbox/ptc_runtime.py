@@ -553,6 +553,7 @@ def main():
 # ``step()`` once per executeCode. The program runs on the Runtime's worker thread exactly as in streaming mode.
 
 STEP_WAIT_S = 10.0
+OUTPUT_FLUSH_S = 0.5  # output waits at most this long for the step that carries it, while the program computes
 
 
 class _Outbox(object):
@@ -623,8 +624,10 @@ class StepDriver(object):
     everything the runtime sent meanwhile. Calls made together (``asyncio.gather``) leave in the same step.
     """
 
-    def __init__(self, wait_s=STEP_WAIT_S):
+    def __init__(self, wait_s=STEP_WAIT_S, flush_s=OUTPUT_FLUSH_S):
         self.wait_s = float(wait_s)
+        self.flush_s = float(flush_s)
+        self.output_since = None
         self.cond = threading.Condition()
         self.outbox = []
         self.unanswered = set()
@@ -650,6 +653,8 @@ class StepDriver(object):
                 self.unanswered.add(message.get("call"))
             elif kind == "done":
                 self.running = False
+            elif kind == "output" and self.output_since is None:
+                self.output_since = _monotonic()
             self.outbox.append(message)
             self.cond.notify_all()
 
@@ -680,11 +685,15 @@ class StepDriver(object):
         deadline = _monotonic() + (self.wait_s if wait_s is None else float(wait_s))
         with self.cond:
             while not self._settled():
-                remaining = deadline - _monotonic()
+                limit = deadline
+                if self.output_since is not None:
+                    limit = min(limit, self.output_since + self.flush_s)
+                remaining = limit - _monotonic()
                 if remaining <= 0:
                     break
                 self.cond.wait(remaining)
             messages, self.outbox = self.outbox, []
+            self.output_since = None
         reply = json.dumps(messages, ensure_ascii=True, separators=(",", ":"), default=repr)
         self.last_seq, self.last_reply = seq, reply
         return reply

@@ -53,6 +53,8 @@ class AgentCoreSettings(BaseModel):
     """A named profile of the AWS config files; default: boto3's default credential chain."""
     step_wait_s: float = Field(default=10.0, gt=0, le=120)
     """Longest one ``executeCode`` waits for a busy program before returning (the next step resumes waiting)."""
+    output_interval_s: float = Field(default=0.5, gt=0, le=60)
+    """Output of a busy program reaches the host at least this often (each delivery costs one ``executeCode``)."""
     max_attempts: int = Field(default=6, ge=1, le=20)
     """Attempts per AWS request for throttling and transient errors (exponential backoff with jitter)."""
 
@@ -81,7 +83,7 @@ class AgentCoreSession:
     def __init__(self, client: InterpreterClient, sdk: Any, settings: AgentCoreSettings, retire_after_s: float) -> None:
         self._client = client
         self._sdk = sdk
-        self._codec = StepCodec(settings.step_wait_s)
+        self._codec = StepCodec(settings.step_wait_s, settings.output_interval_s)
         self._wait_s = settings.step_wait_s
         self._retire_at = time.monotonic() + retire_after_s
         self._seq = 0
@@ -173,12 +175,14 @@ class AgentCoreSession:
                 idle_steps = 0
                 continue
             inbox = []
-            # A step that returns at once with nothing means the runtime lost the run: never spin on it.
-            if time.monotonic() - started < self._wait_s / 2:
+            # A step that returns at once with nothing at all means the runtime lost the run: never spin on it.
+            if not messages and time.monotonic() - started < self._wait_s / 2:
                 idle_steps += 1
                 if idle_steps >= _MAX_IDLE_STEPS:
                     self._broken = True
                     raise SandboxFailure("the runtime in the interpreter stopped answering for this run")
+            else:
+                idle_steps = 0
 
     async def aclose(self) -> None:
         if self._closed:

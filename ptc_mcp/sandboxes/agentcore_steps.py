@@ -26,9 +26,10 @@ DRIVER = "__ptc_step__"
 class StepCodec:
     """Builds the ``executeCode`` snippets of one session and parses their output."""
 
-    def __init__(self, wait_s: float) -> None:
+    def __init__(self, wait_s: float, output_interval_s: float) -> None:
         self.marker = f"@@ptc-{secrets.token_hex(8)}@@"
         self._wait_s = wait_s
+        self._output_interval_s = output_interval_s
 
     def install_code(self) -> str:
         """Loads the runtime once (a second install in the same interpreter only says ``ready`` again)."""
@@ -40,7 +41,7 @@ class StepCodec:
             f"        namespace = {{'__name__': '__ptc_stepped__'}}\n"
             f"        source = zlib.decompress(base64.b64decode({packed!r}))\n"
             f"        exec(compile(source, 'ptc_runtime', 'exec'), namespace)\n"
-            f"        return namespace['StepDriver']({self._wait_s!r})\n"
+            f"        return namespace['StepDriver']({self._wait_s!r}, {self._output_interval_s!r})\n"
             f"    {DRIVER} = _ptc_install()\n"
             f"    del _ptc_install\n"
             f"print({self.marker!r} + {DRIVER}.ready())\n"
