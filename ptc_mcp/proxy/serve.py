@@ -1,0 +1,88 @@
+"""Starting the proxy: config → sandbox backend (and MCP servers) → containers → the ASGI app → uvicorn."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+
+from ptc_mcp.config import Config
+from ptc_mcp.proxy.app import build_app
+from ptc_mcp.proxy.containers import DEFAULT_IDLE_S, ContainerRegistry, RunSettings
+from ptc_mcp.proxy.models import BedrockModels, ModelClient, ModelMap
+from ptc_mcp.proxy.turn import Proxy
+from ptc_mcp.sandboxes.base import SandboxBackend, ToolCallHandler
+
+log = logging.getLogger(__name__)
+
+
+@asynccontextmanager
+async def open_proxy(
+    config: Config,
+    models: ModelClient,
+    *,
+    model_map: ModelMap | None = None,
+    api_keys: Iterable[str] = (),
+    container_idle_s: float = DEFAULT_IDLE_S,
+    settle_s: float = 0.05,
+    instance: str = "",
+    backend: SandboxBackend | None = None,
+    allow_unisolated: bool | None = None,
+) -> AsyncIterator[tuple[Proxy, Starlette]]:
+    """A running proxy and its app. Programs can also call the config's MCP servers (``server.tool``)."""
+    from ptc_mcp.app import open_app
+
+    async with open_app(config, backend=backend, allow_unisolated=allow_unisolated) as app:
+        bridge = app.bridge
+
+        def server_tools() -> tuple[ToolCallHandler, dict[str, Any], str]:
+            tools = bridge.for_run(config.limits.max_tool_calls)
+            return tools, tools.snapshot.runtime_catalog, tools.snapshot.version
+
+        has_servers = bool(bridge.snapshot.tools)
+        settings = RunSettings(
+            timeout_s=config.limits.timeout_s, max_output_bytes=config.limits.max_output_bytes, settle_s=settle_s
+        )
+        registry = ContainerRegistry(
+            app.backend,
+            settings=settings,
+            server_tools=server_tools,
+            idle_s=container_idle_s,
+            max_containers=config.sandbox.max_sessions,
+            instance=instance,
+        )
+        async with registry:
+            proxy = Proxy(
+                models=models,
+                registry=registry,
+                model_map=model_map or ModelMap(),
+                api_keys=frozenset(api_keys),
+                server_tools_description=(
+                    "MCP server tools (run by the proxy) are also callable:\n" + bridge.snapshot.description
+                    if has_servers
+                    else ""
+                ),
+            )
+            yield proxy, build_app(proxy)
+
+
+async def serve_proxy(
+    config: Config,
+    *,
+    host: str,
+    port: int,
+    region: str | None = None,
+    endpoint_url: str | None = None,
+    **options: Any,
+) -> None:
+    """Serve until cancelled (``ptc-mcp proxy``)."""
+    import uvicorn
+
+    models = BedrockModels.create(region=region, endpoint_url=endpoint_url)
+    async with open_proxy(config, models, **options) as (_, app):
+        server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off"))
+        log.info("ptc-mcp proxy listening on http://%s:%d/v1/messages", host, port)
+        await server.serve()
