@@ -116,9 +116,9 @@ class RunTools:
                 return self.snapshot.index.describe(str(arguments.get("name", "")))
             except UnknownToolError as exc:
                 raise ToolCallError("tool_error", str(exc)) from None
-        self.used += 1
-        if self.used > self.max_tool_calls:
+        if self.used >= self.max_tool_calls:  # a refused call is not counted: ``used`` is calls made
             raise ToolCallError("tool_call_limit", f"this run may make at most {self.max_tool_calls} tool calls")
+        self.used += 1
         tool = self._resolve(name)
         check_arguments(tool.tool, arguments, server=tool.server)
         started = time.perf_counter()

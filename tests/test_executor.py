@@ -1,0 +1,51 @@
+"""The executor directly: session ownership and the stateless setting."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from ptc_mcp.executor import ExecuteRequest
+from tests.conftest import OpenTestApp
+
+pytestmark = pytest.mark.anyio
+
+WAIT_S = 60.0
+
+
+async def test_a_session_handle_is_refused_to_another_owner(open_test_app: OpenTestApp) -> None:
+    with anyio.fail_after(WAIT_S):
+        async with open_test_app(servers={}) as app:
+            first = await app.executor.execute(ExecuteRequest(code="x = 'alice'", owner="alice"))
+            assert first.session
+            by_bob = await app.executor.execute(ExecuteRequest(code="x", session=first.session, owner="bob"))
+            anonymous = await app.executor.execute(ExecuteRequest(code="x", session=first.session))
+            by_alice = await app.executor.execute(ExecuteRequest(code="x", session=first.session, owner="alice"))
+    assert by_bob.error_type == "invalid_input"
+    assert anonymous.error_type == "invalid_input"
+    assert by_alice.result == "alice"
+
+
+async def test_the_stateless_setting_gives_a_fresh_interpreter_every_call_and_no_handle(
+    open_test_app: OpenTestApp,
+) -> None:
+    with anyio.fail_after(WAIT_S):
+        async with open_test_app(servers={}, sandbox={"stateless": True}) as app:
+            first = await app.executor.execute(ExecuteRequest(code="x = 1\nx"))
+            second = await app.executor.execute(ExecuteRequest(code="x"))
+            assert len(app.executor.sessions) == 0
+    assert first.result == 1
+    assert first.session is None
+    assert second.error is not None
+    assert second.error.exc_type == "NameError"
+
+
+async def test_reset_discards_only_that_sessions_interpreter(open_test_app: OpenTestApp) -> None:
+    with anyio.fail_after(WAIT_S):
+        async with open_test_app(servers={}) as app:
+            one = await app.executor.execute(ExecuteRequest(code="x = 1"))
+            two = await app.executor.execute(ExecuteRequest(code="x = 2"))
+            reset = await app.executor.execute(ExecuteRequest(code="'x' in globals()", session=one.session, reset=True))
+            kept = await app.executor.execute(ExecuteRequest(code="x", session=two.session))
+    assert reset.result is False
+    assert kept.result == 2
