@@ -144,6 +144,7 @@ class _EventStream(Response):
 
     def __init__(self, runner: TurnRunner, message_id: str, model: str, request_id: str) -> None:
         super().__init__(headers={"request-id": request_id, "cache-control": "no-cache"})
+        self.raw_headers = [(key, value) for key, value in self.raw_headers if key != b"content-length"]
         self._runner = runner
         self._message_id = message_id
         self._model = model
