@@ -168,6 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--endpoint-url", help="Bedrock Runtime endpoint (default: boto3's; an emulator in tests)")
     chat.add_argument("--system", help="the system prompt")
     chat.set_defaults(func=cmd_chat)
+
+    from ptc_mcp.proxy.cli import add_proxy_command
+
+    add_proxy_command(commands)
     return parser
 
 
