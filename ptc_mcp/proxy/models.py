@@ -53,7 +53,7 @@ class BedrockModels:
 
     async def count_tokens(self, request: dict[str, Any]) -> int:
         """Bedrock's ``CountTokens`` where the model supports it, else an estimate (about 4 characters a token)."""
-        converse = {key: request[key] for key in ("messages", "system", "toolConfig") if key in request}
+        converse: dict[str, Any] = {k: request[k] for k in ("messages", "system", "toolConfig") if k in request}
         try:
             response = await anyio.to_thread.run_sync(
                 lambda: self._client.count_tokens(modelId=request["modelId"], input={"converse": converse})
