@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from ptc_mcp.audit import AuditLog
 from ptc_mcp.bridge import ToolBridge
 from ptc_mcp.catalog.policy import ToolPolicy
 from ptc_mcp.config import Config
@@ -45,6 +46,7 @@ async def open_app(
                 stateless=config.sandbox.stateless,
                 session_idle_s=config.sandbox.session_idle_s,
                 max_sessions=config.sandbox.max_sessions,
+                audit=AuditLog.from_config(config.audit),
             )
             async with executor:
                 yield App(config=config, pool=pool, bridge=bridge, backend=backend, executor=executor)

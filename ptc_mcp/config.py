@@ -85,6 +85,10 @@ class SandboxConfig(_Strict):
     scratch_mb: int = Field(default=64, ge=1)
     max_processes: int = Field(default=64, ge=1)
     max_open_files: int = Field(default=256, ge=16)
+    warm_pool: int = Field(default=2, ge=0, le=64)
+    """Interpreters the ``process`` backend keeps started, so a new session skips start-up (0: none)."""
+    warm_max_age_s: float = Field(default=300.0, gt=0)
+    """A warm interpreter unused for this long is replaced by a fresh one."""
     docker: dict[str, Any] = Field(default_factory=dict)
     agentcore: dict[str, Any] = Field(default_factory=dict)
 
@@ -108,6 +112,16 @@ class ToolsPolicyConfig(_Strict):
     deny: list[str] = Field(default_factory=list)
 
 
+class AuditConfig(_Strict):
+    """The audit trail: one JSON line per run and per nested tool call."""
+
+    enabled: bool = True
+    file: str | None = None
+    """Append the lines to this file instead of writing them to stderr."""
+    include_arguments: bool = False
+    """Also record the arguments of each nested call (off: they may carry data the program read elsewhere)."""
+
+
 class Config(_Strict):
     """The whole config file."""
 
@@ -115,6 +129,7 @@ class Config(_Strict):
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     tools: ToolsPolicyConfig = Field(default_factory=ToolsPolicyConfig)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

@@ -1,32 +1,40 @@
 """The executor: admission, sessions, limits and the run itself. Every face of ptc-mcp calls ``execute``.
 
 ``execute`` never raises for anything a program does: every failure is a ``RunResult`` with an error type from
-the error contract (docs/security.md). It raises only for host bugs.
+the error contract (docs/security.md). It raises only for host bugs, and re-raises cancellation: a cancelled
+``execute`` (the MCP client sent ``notifications/cancelled``) kills the session's interpreter and everything it
+started, cancels the run's pending downstream calls, and leaves the session to start fresh on its next run.
+
+Admission: at most ``max_concurrent_runs`` programs run at once and at most ``max_queued_runs`` more wait; past
+that, ``busy`` at once. A run waiting for its own session (runs of one session are serialized) counts as queued
+but holds no run slot, so one busy session cannot starve the others.
+
+Callers that want to watch a run as it happens (MCP progress, ``ptc_mcp.progress``) pass ``events``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
 import time
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Self
+from typing import Any, Protocol, Self
 
 import anyio
 
-from ptc_mcp.bridge import ToolBridge
+from ptc_mcp.audit import AuditLog
+from ptc_mcp.bridge import CallRecord, RunTools, ToolBridge
 from ptc_mcp.config import LimitsConfig
 from ptc_mcp.errors import BusyError, RunLimitExceeded, SandboxFailure
-from ptc_mcp.output import OutputCollector
+from ptc_mcp.output import OutputCollector, safe_text
 from ptc_mcp.results import RunError, RunResult, error_result
-from ptc_mcp.sandboxes.base import RunReport, RunRequest, SandboxBackend, SandboxSession
+from ptc_mcp.sandboxes.base import RunReport, RunRequest, SandboxBackend, SandboxSession, StreamName
+from ptc_mcp.sandboxes.warm_pool import KeepsWarm
 from ptc_mcp.sessions import Session, SessionStore
 
 log = logging.getLogger(__name__)
-audit = logging.getLogger("ptc_mcp.audit")
 
 REAP_INTERVAL_S = 15.0
 
@@ -44,6 +52,19 @@ class ExecuteRequest:
     """The caller's identity, when the transport knows it: sessions are bound to it."""
 
 
+class RunEvents(Protocol):
+    """Watches one run as it happens. Called on the event loop; must not block or raise."""
+
+    def output(self, stream: StreamName, text: str) -> None:
+        """The program printed ``text`` (already made safe; may be several lines or part of one)."""
+
+    def call_started(self, tool: str) -> None:
+        """The program called the downstream tool ``tool`` (``server.tool``)."""
+
+    def call_finished(self, record: CallRecord) -> None:
+        """That call returned or failed."""
+
+
 class Executor:
     """Runs programs. An async context manager: it owns the sessions and the idle reaper."""
 
@@ -56,22 +77,37 @@ class Executor:
         stateless: bool = False,
         session_idle_s: float = 900.0,
         max_sessions: int = 32,
+        audit: AuditLog | None = None,
     ) -> None:
         self.backend = backend
         self.bridge = bridge
         self.limits = limits
         self.stateless = stateless
         self.sessions = SessionStore(idle_s=session_idle_s, max_sessions=max_sessions)
+        self.audit = audit or AuditLog.silent()
         self._slots = anyio.Semaphore(limits.max_concurrent_runs)
-        self._waiting = 0
+        self._in_flight = 0
         self._stack: AsyncExitStack | None = None
+
+    @property
+    def running(self) -> int:
+        """Programs running now."""
+        return self.limits.max_concurrent_runs - self._slots.value
+
+    @property
+    def queued(self) -> int:
+        """Runs admitted but not running yet (waiting for a slot or for their session)."""
+        return self._in_flight - self.running
 
     async def __aenter__(self) -> Self:
         async with AsyncExitStack() as stack:
             task_group = await stack.enter_async_context(anyio.create_task_group())
+            stack.callback(self.audit.close)
             stack.push_async_callback(self.sessions.aclose)
             stack.callback(task_group.cancel_scope.cancel)
             task_group.start_soon(self._reap_idle)
+            if isinstance(self.backend, KeepsWarm):
+                task_group.start_soon(self.backend.keep_warm)
             self._stack = stack.pop_all()
         return self
 
@@ -102,51 +138,59 @@ class Executor:
             return "timeout_s must be positive"
         return None
 
-    async def execute(self, request: ExecuteRequest) -> RunResult:
-        """Run one program and describe what happened."""
+    async def execute(self, request: ExecuteRequest, events: RunEvents | None = None) -> RunResult:
+        """Run one program and describe what happened; ``events`` watches it as it happens."""
         problem = self.check_input(request)
         if problem is not None:
             return error_result("invalid_input", problem, session=request.session)
         try:
-            async with self._admission():
+            async with _Admission(self) as admission:
                 if self.stateless:
-                    return await self._run_stateless(request)
+                    async with admission.slot():
+                        return await self._run_stateless(request, events)
+                new = request.session is None
                 session = await self._resolve_session(request)
                 if session is None:
                     return error_result(
                         "invalid_input", "unknown or expired session: omit `session` to start a new one"
                     )
-                async with session.lock:
-                    if request.reset:
-                        await session.discard_sandbox()
-                    return await self._run_in(session, request)
+                try:
+                    async with session.lock, admission.slot():
+                        if request.reset:
+                            await session.discard_sandbox()
+                        return await self._run_in(session, request, events)
+                except anyio.get_cancelled_exc_class():
+                    if new:  # its handle never reached the caller: nobody can continue it
+                        with anyio.CancelScope(shield=True):
+                            await self.sessions.close(session.handle)
+                    raise
         except BusyError as exc:
             return error_result("busy", str(exc), session=request.session)
-
-    def _admission(self) -> _Admission:
-        return _Admission(self)
 
     async def _resolve_session(self, request: ExecuteRequest) -> Session | None:
         if request.session is None:
             return await self.sessions.create(request.owner)
         return self.sessions.get(request.session, request.owner)
 
-    async def _run_stateless(self, request: ExecuteRequest) -> RunResult:
+    async def _run_stateless(self, request: ExecuteRequest, events: RunEvents | None) -> RunResult:
         session = Session(handle="", owner=request.owner)
         try:
-            result = await self._run_in(session, request)
+            result = await self._run_in(session, request, events)
         finally:
-            await session.discard_sandbox()
+            with anyio.CancelScope(shield=True):
+                await session.discard_sandbox()
         result.session = None
         return result
 
-    async def _run_in(self, session: Session, request: ExecuteRequest) -> RunResult:
+    async def _run_in(self, session: Session, request: ExecuteRequest, events: RunEvents | None = None) -> RunResult:
         timeout_s = min(request.timeout_s or self.limits.timeout_s, self.limits.timeout_s)
         output = OutputCollector(self.limits.max_output_bytes)
         tools = self.bridge.for_run(self.limits.max_tool_calls)
         snapshot = tools.snapshot
+        run_id = secrets.token_hex(8)
+        watched = _WatchedRun(tools, output, events, self.audit, session.handle, run_id)
         run = RunRequest(
-            run_id=secrets.token_hex(8),
+            run_id=run_id,
             code=request.code,
             catalog=snapshot.runtime_catalog,
             catalog_version=snapshot.version,
@@ -160,7 +204,7 @@ class Executor:
             with anyio.move_on_after(timeout_s) as deadline:
                 try:
                     sandbox: SandboxSession = await session.ensure_sandbox(self.backend)
-                    report = await sandbox.run(run, tools, output)
+                    report = await sandbox.run(run, watched.call_tool, watched)
                 except RunLimitExceeded as exc:
                     error = RunError(type=exc.error_type, message=exc.message)
                 except SandboxFailure as exc:
@@ -173,17 +217,28 @@ class Executor:
                 )
             finished = True
         finally:
-            if not finished or error is not None:
+            if not finished or error is not None or _exhausted(report):
                 with anyio.CancelScope(shield=True):
                     await session.discard_sandbox()
             session.last_used = time.monotonic()
             session.runs += 1
+            if not finished:  # cancelled (or a host bug): still one audit line for the run
+                self.audit.run(
+                    session=session.handle,
+                    run_id=run_id,
+                    status="error",
+                    error_type="cancelled",
+                    tool_calls=tools.used,
+                    duration_ms=(time.perf_counter() - started) * 1000,
+                    code_bytes=len(request.code.encode()),
+                    output_bytes=watched.output_bytes,
+                )
         if report is not None:
             output.note_dropped(report.output_dropped)
         if report is not None and not report.ok:
             error = RunError(
                 type=report.error_type or "program_error",
-                message=report.message or "",
+                message=(report.message or "") + (_FRESH_NOTE if _exhausted(report) and not self.stateless else ""),
                 exc_type=report.exc_type,
                 traceback=report.traceback,
             )
@@ -199,41 +254,97 @@ class Executor:
             duration_ms=round((time.perf_counter() - started) * 1000, 2),
             session=session.handle or None,
         )
-        audit.info(
-            json.dumps(
-                {
-                    "event": "run",
-                    "session": (session.handle or "")[:12],
-                    "status": result.status,
-                    "error_type": result.error_type,
-                    "tool_calls": result.tool_calls,
-                    "duration_ms": result.duration_ms,
-                    "code_bytes": len(request.code),
-                    "output_bytes": len(result.stdout) + len(result.stderr),
-                }
-            )
+        self.audit.run(
+            session=session.handle,
+            run_id=run_id,
+            status=result.status,
+            error_type=result.error_type,
+            tool_calls=result.tool_calls,
+            duration_ms=result.duration_ms,
+            code_bytes=len(request.code.encode()),
+            output_bytes=len(result.stdout.encode()) + len(result.stderr.encode()),
         )
         return result
 
 
+EXHAUSTING_ERRORS = frozenset({"memory_limit", "process_limit", "disk_limit"})
+"""A run that ends with one of these may leave its sandbox spent (stray processes, a full /tmp, a fragmented
+heap): the sandbox is discarded, so the processes and space it held are freed and the next run starts fresh."""
+_FRESH_NOTE = "; the session restarts fresh on the next call"
+
+
+def _exhausted(report: RunReport | None) -> bool:
+    return report is not None and not report.ok and report.error_type in EXHAUSTING_ERRORS
+
+
+class _WatchedRun:
+    """The run's ``OutputSink`` and ``ToolCallHandler``: the collector and the bridge, plus events and audit."""
+
+    def __init__(
+        self,
+        tools: RunTools,
+        output: OutputCollector,
+        events: RunEvents | None,
+        audit: AuditLog,
+        session: str,
+        run_id: str,
+    ) -> None:
+        self._tools = tools
+        self._output = output
+        self._events = events
+        self._audit = audit
+        self._session = session
+        self._run_id = run_id
+        self.output_bytes = 0
+
+    def write(self, stream: StreamName, text: str) -> None:
+        self.output_bytes += len(text.encode("utf-8", "surrogatepass"))
+        self._output.write(stream, text)  # raises on a flood: the run ends, the events need not see it
+        if self._events is not None and text:
+            self._events.output(stream, safe_text(text))
+
+    async def call_tool(self, name: str, arguments: dict[str, Any]) -> Any:
+        if name.startswith("@"):  # tools.search/describe: answered from the catalog, not a downstream call
+            return await self._tools(name, arguments)
+        if self._events is not None:
+            self._events.call_started(name)
+        recorded = len(self._tools.calls)
+        try:
+            return await self._tools(name, arguments)
+        finally:
+            # RunTools appends a call's record in its own ``finally`` and returns to us with no await in between,
+            # so when the list grew, the last record is this call's. It does not grow for calls refused before
+            # they reach a server (budget, unknown tool, bad arguments), which have no await either.
+            if len(self._tools.calls) > recorded:
+                record = self._tools.calls[-1]
+                self._audit.call(session=self._session, run_id=self._run_id, record=record, arguments=arguments)
+                if self._events is not None:
+                    self._events.call_finished(record)
+
+
 class _Admission:
-    """At most ``max_concurrent_runs`` at once, ``max_queued_runs`` waiting; beyond that, ``busy`` at once."""
+    """At most ``max_concurrent_runs + max_queued_runs`` runs in flight; beyond that, ``busy`` at once.
+
+    Entering admits the run (or raises ``BusyError``); ``slot()`` then waits for one of the
+    ``max_concurrent_runs`` run slots. The executor takes the session's lock before the slot.
+    """
 
     def __init__(self, executor: Executor) -> None:
         self._executor = executor
 
-    async def __aenter__(self) -> None:
+    async def __aenter__(self) -> _Admission:
         executor = self._executor
-        if executor._slots.value == 0 and executor._waiting >= executor.limits.max_queued_runs:
+        limits = executor.limits
+        if executor._in_flight >= limits.max_concurrent_runs + limits.max_queued_runs:
             raise BusyError(
-                f"{executor.limits.max_concurrent_runs} programs are running and "
-                f"{executor._waiting} are waiting; try again shortly"
+                f"{executor.running} programs are running and {executor.queued} are waiting; try again shortly"
             )
-        executor._waiting += 1
-        try:
-            await executor._slots.acquire()
-        finally:
-            executor._waiting -= 1
+        executor._in_flight += 1
+        return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self._executor._slots.release()
+        self._executor._in_flight -= 1
+
+    def slot(self) -> anyio.Semaphore:
+        """One of the ``max_concurrent_runs`` run slots (``async with``)."""
+        return self._executor._slots

@@ -3,6 +3,11 @@
 Failures inside a program are results (``isError: true`` with a typed ``structuredContent``), never protocol
 errors. On protocol versions with an MCP session, each connection owns one live interpreter by default; on the
 stateless 2026-07-28 protocol the client passes back the ``session`` handle every result carries.
+
+A request that carries a progress token gets progress notifications and the program's output as log messages
+while it runs (``ptc_mcp.progress``). Cancelling the request (``notifications/cancelled``, or closing the response
+stream on the 2026-07-28 HTTP transport: the SDK cancels the handler either way) cancels the run: the executor
+kills the session's interpreter and everything it started; the session continues from a fresh interpreter.
 """
 
 from __future__ import annotations
@@ -10,16 +15,20 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import anyio
 import mcp_types as types
 from mcp.server.auth.middleware.auth_context import get_access_token
+from mcp.server.connection import allowed_log_levels
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import NotificationOptions, Server
+from mcp.shared.jsonrpc_dispatcher import progress_token_from_params
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ptc_mcp import __version__
 from ptc_mcp.app import App
 from ptc_mcp.executor import ExecuteRequest
+from ptc_mcp.progress import LOGGER_NAME, RunReporter
 from ptc_mcp.results import error_result, output_schema
 
 log = logging.getLogger(__name__)
@@ -79,6 +88,38 @@ def _caller_identity() -> str | None:
     return f"{token.client_id}:{token.subject or ''}"
 
 
+def run_reporter(ctx: ServerRequestContext[Any, Any], max_log_bytes: int) -> RunReporter | None:
+    """A reporter for this request, or ``None`` when the client cannot want progress or log messages.
+
+    On handshake-era connections progress needs the request's progress token, and the program's output goes out
+    as log messages only with it. On 2026-07-28 connections the SDK itself drops log messages the request did not
+    opt in to, and ``report_progress`` is a no-op without a token (the in-process transport hands the client's
+    callback over directly, with no token on the wire, so the token cannot be the test there).
+    """
+    has_token = progress_token_from_params(ctx.params) is not None
+    modern = ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
+    if not has_token and not modern:
+        return None
+    session = ctx.session
+    request_id = ctx.request_id
+    # The same gate as the SDK's (deprecated) send_log_message: every level on handshake-era connections, the
+    # request's opt-in level and above on 2026-07-28 ones.
+    log_levels = allowed_log_levels(ctx.protocol_version, ctx.meta)
+
+    async def send_progress(progress: float, message: str) -> None:
+        await session.report_progress(progress, None, message)
+
+    async def send_log(level: str, data: dict[str, Any]) -> None:
+        if level not in log_levels:
+            return
+        notification = types.LoggingMessageNotification(
+            params=types.LoggingMessageNotificationParams(level=level, data=data, logger=LOGGER_NAME)
+        )
+        await session.send_notification(notification, related_request_id=request_id)
+
+    return RunReporter(send_progress=send_progress, send_log=send_log, max_log_bytes=max_log_bytes)
+
+
 def build_server(app: App) -> Server[Any]:
     """The low-level MCP server for a running ``App``."""
 
@@ -113,15 +154,22 @@ def build_server(app: App) -> Server[Any]:
             if handle is not None and app.executor.sessions.get(handle, _caller_identity()) is None:
                 del connection.state[SESSION_STATE_KEY]  # expired while idle: start a fresh one
                 handle = None
-        result = await app.executor.execute(
-            ExecuteRequest(
-                code=arguments.code,
-                session=handle,
-                reset=arguments.reset,
-                timeout_s=float(arguments.timeout_s) if arguments.timeout_s is not None else None,
-                owner=_caller_identity(),
-            )
+        request = ExecuteRequest(
+            code=arguments.code,
+            session=handle,
+            reset=arguments.reset,
+            timeout_s=float(arguments.timeout_s) if arguments.timeout_s is not None else None,
+            owner=_caller_identity(),
         )
+        reporter = run_reporter(ctx, app.config.limits.max_output_bytes)
+        if reporter is None:
+            result = await app.executor.execute(request)
+        else:
+            async with anyio.create_task_group() as pump:
+                pump.start_soon(reporter.pump)
+                result = await app.executor.execute(request, events=reporter)
+                pump.cancel_scope.cancel()
+            await reporter.flush()
         if implicit and arguments.session is None and result.session and SESSION_STATE_KEY not in connection.state:
             connection.state[SESSION_STATE_KEY] = result.session
             connection.exit_stack.push_async_callback(app.executor.sessions.close, result.session)

@@ -2,6 +2,8 @@
 
 How the child is launched (clean environment, uid drop, resource limits, bubblewrap namespaces, scratch
 directory) is decided by ``ptc_mcp.sandboxes.isolation``; this module runs it and speaks the protocol to it.
+The backend keeps ``sandbox.warm_pool`` interpreters started (``warm_pool.WarmPool``), so a new session takes
+one instead of paying start-up.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import codecs
 import logging
 import os
 import sys
+from collections.abc import Callable
 
 import anyio
 from anyio.abc import Process
@@ -20,6 +23,7 @@ from ptc_mcp.sandboxes import sandbox_limits
 from ptc_mcp.sandboxes.base import OutputSink, RunReport, RunRequest, SandboxLimits, ToolCallHandler
 from ptc_mcp.sandboxes.isolation import LaunchSpec, bubblewrap_status, plan_launch, reap_stale_scratch_dirs
 from ptc_mcp.sandboxes.stream import PYTHON_ARGS, RuntimeChannel
+from ptc_mcp.sandboxes.warm_pool import WarmPool
 
 log = logging.getLogger(__name__)
 EXIT_WAIT_S = 5.0
@@ -28,11 +32,18 @@ EXIT_WAIT_S = 5.0
 class ProcessSession:
     """One interpreter started by ``ProcessBackend``."""
 
-    def __init__(self, spec: LaunchSpec, process: Process, channel: RuntimeChannel) -> None:
+    def __init__(
+        self,
+        spec: LaunchSpec,
+        process: Process,
+        channel: RuntimeChannel,
+        on_close: Callable[[ProcessSession], None] | None = None,
+    ) -> None:
         self._spec = spec
         self._process = process
         self._channel = channel
         self._closed = False
+        self._on_close = on_close
 
     @property
     def alive(self) -> bool:
@@ -84,6 +95,8 @@ class ProcessSession:
         if self._closed:
             return
         self._closed = True
+        if self._on_close is not None:
+            self._on_close(self)
         with anyio.CancelScope(shield=True):
             self._spec.kill(self._process.pid)
             with anyio.move_on_after(EXIT_WAIT_S):
@@ -97,7 +110,15 @@ class ProcessBackend:
 
     kind = "process"
 
-    def __init__(self, limits: SandboxLimits, *, use_bubblewrap: bool | None = None, python: str | None = None) -> None:
+    def __init__(
+        self,
+        limits: SandboxLimits,
+        *,
+        use_bubblewrap: bool | None = None,
+        python: str | None = None,
+        warm_pool: int = 0,
+        warm_max_age_s: float = 300.0,
+    ) -> None:
         self._limits = limits
         usable, self.bubblewrap_reason = bubblewrap_status()
         self._use_bubblewrap = usable if use_bubblewrap is None else use_bubblewrap
@@ -105,9 +126,19 @@ class ProcessBackend:
         # The real interpreter, not a venv shim: the sandbox sees neither the venv nor the server's packages.
         self._python = python or os.path.realpath(sys.executable)
         self._sessions: set[ProcessSession] = set()
+        self.pool = WarmPool(self._start_cold, size=warm_pool, max_age_s=warm_max_age_s)
         reap_stale_scratch_dirs()  # leftovers of an earlier server that died
 
     async def start_session(self) -> ProcessSession:
+        """A warm interpreter when the pool has one, else a freshly started one."""
+        return self.pool.take() or await self._start_cold()
+
+    async def keep_warm(self) -> None:
+        """Keep ``warm_pool`` interpreters started until cancelled (the executor runs this)."""
+        if self.pool.size > 0:
+            await self.pool.run()
+
+    async def _start_cold(self) -> ProcessSession:
         spec = await anyio.to_thread.run_sync(
             lambda: plan_launch([self._python, *PYTHON_ARGS], self._limits, use_bubblewrap=self._use_bubblewrap)
         )
@@ -116,7 +147,8 @@ class ProcessBackend:
         except OSError as exc:
             spec.cleanup()
             raise SandboxFailure(f"cannot start the sandbox interpreter: {exc}") from None
-        session = ProcessSession(spec, process, RuntimeChannel(process.stdin, process.stdout))  # type: ignore[arg-type]
+        channel = RuntimeChannel(process.stdin, process.stdout)  # type: ignore[arg-type]
+        session = ProcessSession(spec, process, channel, on_close=self._sessions.discard)
         try:
             await session._channel.start()
         except BaseException:
@@ -126,11 +158,14 @@ class ProcessBackend:
         return session
 
     async def aclose(self) -> None:
-        sessions, self._sessions = self._sessions, set()
-        for session in sessions:
+        await self.pool.aclose()
+        for session in list(self._sessions):
             await session.aclose()
+        self._sessions.clear()
 
 
 def create_backend(config: Config) -> ProcessBackend:
     """The ``process`` backend for a config (bubblewrap when usable)."""
-    return ProcessBackend(sandbox_limits(config))
+    return ProcessBackend(
+        sandbox_limits(config), warm_pool=config.sandbox.warm_pool, warm_max_age_s=config.sandbox.warm_max_age_s
+    )

@@ -1,0 +1,159 @@
+"""Warm interpreters: the pool fills in the background, serves takes at once, refills, recycles stale ones."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+import anyio
+import pytest
+
+from ptc_mcp.config import Config
+from ptc_mcp.sandboxes import sandbox_limits
+from ptc_mcp.sandboxes.base import RunReport, RunRequest
+from ptc_mcp.sandboxes.process import ProcessBackend, ProcessSession
+from ptc_mcp.sandboxes.warm_pool import WarmPool
+
+pytestmark = pytest.mark.anyio
+
+
+class FakeSession:
+    def __init__(self, number: int) -> None:
+        self.number = number
+        self.closed = False
+
+    @property
+    def alive(self) -> bool:
+        return not self.closed
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def wait_until_full(pool: WarmPool[FakeSession] | WarmPool[ProcessSession]) -> None:
+    with anyio.fail_after(30):
+        while len(pool) < pool.size:
+            await anyio.sleep(0.01)
+
+
+async def test_the_pool_fills_serves_oldest_first_and_refills_after_a_take() -> None:
+    started: list[FakeSession] = []
+
+    async def start() -> FakeSession:
+        started.append(FakeSession(len(started)))
+        return started[-1]
+
+    pool = WarmPool(start, size=2, max_age_s=60)
+    assert pool.take() is None  # nothing yet: the caller starts one cold
+    async with anyio.create_task_group() as group:
+        group.start_soon(pool.run)
+        await wait_until_full(pool)
+        first = pool.take()
+        assert first is started[0]
+        await wait_until_full(pool)
+        assert len(started) == 3
+        group.cancel_scope.cancel()
+    assert all(session.closed for session in started[1:]), "cancelling run() closes what the pool held"
+    assert not first.closed, "a taken session belongs to the taker"
+    assert (pool.taken, pool.missed, pool.started) == (1, 1, 3)
+
+
+async def test_stale_and_dead_interpreters_are_recycled_not_served() -> None:
+    clock = Clock()
+    started: list[FakeSession] = []
+
+    async def start() -> FakeSession:
+        started.append(FakeSession(len(started)))
+        return started[-1]
+
+    pool = WarmPool(start, size=2, max_age_s=10, clock=clock)
+    async with anyio.create_task_group() as group:
+        group.start_soon(pool.run)
+        await wait_until_full(pool)
+        started[0].closed = True  # died while waiting
+        clock.now += 11  # and the other one is too old
+        fresh = pool.take()
+        assert fresh is None
+        await wait_until_full(pool)
+        assert started[1].closed, "the stale one was closed"
+        assert pool.recycled == 2
+        clock.now += 5
+        assert pool.take() is started[2]
+        group.cancel_scope.cancel()
+
+
+async def test_a_failing_start_does_not_kill_the_pool() -> None:
+    attempts = 0
+
+    async def start() -> FakeSession:
+        nonlocal attempts
+        attempts += 1
+        raise OSError("no interpreter today")
+
+    pool = WarmPool(start, size=1, max_age_s=10)
+    with anyio.move_on_after(0.3):
+        await pool.run()
+    assert attempts == 1 and len(pool) == 0
+
+
+@pytest.fixture
+async def warm_backend() -> AsyncIterator[ProcessBackend]:
+    config = Config.model_validate({"sandbox": {"kind": "process"}})
+    backend = ProcessBackend(sandbox_limits(config), warm_pool=2, warm_max_age_s=300)
+    try:
+        yield backend
+    finally:
+        await backend.aclose()
+
+
+async def _noop_tool(name: str, arguments: dict[str, object]) -> object:
+    return None
+
+
+class _Sink:
+    def write(self, stream: str, text: str) -> None:
+        pass
+
+
+async def test_a_new_session_takes_a_warm_interpreter_without_paying_start_up(warm_backend: ProcessBackend) -> None:
+    cold_started = time.perf_counter()
+    cold = await warm_backend.start_session()
+    cold_ms = (time.perf_counter() - cold_started) * 1000
+    await cold.aclose()
+    async with anyio.create_task_group() as group:
+        group.start_soon(warm_backend.keep_warm)
+        await wait_until_full(warm_backend.pool)
+        warm_started = time.perf_counter()
+        session = await warm_backend.start_session()
+        warm_ms = (time.perf_counter() - warm_started) * 1000
+        report: RunReport = await session.run(
+            RunRequest(run_id="r1", code="6 * 7", catalog={"servers": []}, catalog_version="v", max_output_bytes=1024),
+            _noop_tool,
+            _Sink(),  # type: ignore[arg-type]
+        )
+        assert report.ok and report.result == 42
+        await session.aclose()
+        await wait_until_full(warm_backend.pool)  # refilled in the background
+        group.cancel_scope.cancel()
+    assert warm_ms < 5, f"taking a warm interpreter took {warm_ms:.1f} ms"
+    assert cold_ms > warm_ms * 5, (cold_ms, warm_ms)
+    assert warm_backend.pool.taken == 1
+
+
+async def test_closing_the_backend_kills_its_warm_interpreters(warm_backend: ProcessBackend) -> None:
+    async with anyio.create_task_group() as group:
+        group.start_soon(warm_backend.keep_warm)
+        await wait_until_full(warm_backend.pool)
+        held = [session for _, session in warm_backend.pool._ready]
+        assert all(session.alive for session in held)
+        await warm_backend.aclose()
+        assert not any(session.alive for session in held)
+        group.cancel_scope.cancel()
