@@ -145,6 +145,8 @@ def write_bar_chart(
     height = top + len(groups) * block + 10
     canvas = Canvas(width, height)
     canvas.text(left, 20, title, scale=scale)
+    fits = (width - left - right) // Canvas.text_width("x", scale)
+    subtitle = subtitle if len(subtitle) <= fits else subtitle[: fits - 3] + "..."
     canvas.text(left, 20 + line + 4, subtitle, color=(90, 90, 90), scale=scale)
     x = left
     legend_y = 20 + 2 * line + 14

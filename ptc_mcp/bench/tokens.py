@@ -279,15 +279,20 @@ def format_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
 def format_markdown(report: dict[str, Any], chart: str | None) -> str:
     """The ``tokens`` section of docs/benchmarks.md."""
-    kind = "**Simulated trajectories**" if report["simulated"] else "**A real model on Bedrock**"
+    kind = "**Simulated trajectories.**" if report["simulated"] else "**A real model on Bedrock.**"
     calls = report["traditional_tool_calls"]
     variant = " (`--sequential`: one tool call per model call)" if calls == "sequential" else ""
     lines = [
         f"## Tokens: traditional tool calling vs PTC{variant}",
         "",
-        f"{kind}: {report['note']} Model: {report['model']}. Tokenizer: {report['tokenizer']}. "
+        f"{kind} {_sentence(report['note'].removeprefix('SIMULATED: '))} Model: {report['model']}. "
+        f"Tokenizer: {report['tokenizer']}. "
         f"Traditional tool calls: {calls}. {report['machine']}. Written by `ptc-mcp bench tokens"
         f"{' --sequential' if calls == 'sequential' else ''}`.",
         "How the counts are made, and how to run your own tasks: [docs/tokens.md](tokens.md).",
@@ -316,16 +321,18 @@ def write_chart(report: dict[str, Any], path: str | Path) -> None:
         BarGroup(
             row["name"],
             [Bar(row[mode]["total_tokens"], f"{row[mode]['total_tokens']:,}") for mode in MODES],
-            f"{-row['reduction']:+.1%}",
+            f"{-row['reduction']:+.1%} tokens",
         )
         for row in report["tasks"]
     ]
-    label = "simulated trajectories" if report["simulated"] else report["model"]
-    label += f", traditional tool calls {report['traditional_tool_calls']}"
+    if report["simulated"]:
+        label = f"simulated, {report['traditional_tool_calls']} tool calls, {report['tokenizer']}"
+    else:
+        label = f"{report['model']}, tokens reported by Bedrock"
     write_bar_chart(
         path,
         "Total tokens per task: traditional tool calling vs PTC",
-        f"{label}; tokenizer {report['tokenizer'].split(' (usage')[0]}",
+        label,
         list(MODES),
         groups,
     )
