@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 DEFAULT_INTERPRETER = "aws.codeinterpreter.v1"
 DEFAULT_SESSION_TIMEOUT_S = 900
 COMMAND_TIMEOUT_S = 300.0
+FORGET_AFTER_S = 3600.0
+"""A terminated session stays visible to GetCodeInterpreterSession this long after its timeout."""
 SUPPORTED_TOOLS = ("executeCode", "executeCommand", "readFiles", "listFiles", "removeFiles", "writeFiles")
 
 
@@ -166,11 +168,13 @@ class CodeInterpreterService:
             await kernel.aclose()
 
     async def expire(self) -> None:
-        """Terminate sessions past their timeout; run periodically."""
+        """Terminate sessions past their timeout, forget long-terminated ones; run periodically."""
         now = time.monotonic()
         for session in list(self.sessions.values()):
             if session.kernel is not None and now >= session.expires_at:
                 await self._terminate(session)
+            elif session.kernel is None and now >= session.expires_at + FORGET_AFTER_S:
+                del self.sessions[session.session_id]
 
     async def aclose(self) -> None:
         """Terminate every session (the emulator is stopping)."""

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 DEFAULT_INTERPRETER = "aws.codeinterpreter.v1"
 STOP_TIMEOUT_S = 30.0
 _EXPIRY_GRACE_S = 30.0
+_MIN_USABLE_S = 60.0
 _MAX_IDLE_STEPS = 3
 
 
@@ -69,10 +70,12 @@ def load_settings(config: Config) -> AgentCoreSettings:
             for error in exc.errors()
         )
         raise ConfigError(problems) from None
-    if settings.session_timeout_s < config.limits.timeout_s + _EXPIRY_GRACE_S:
+    shortest = config.limits.timeout_s + _EXPIRY_GRACE_S + _MIN_USABLE_S
+    if settings.session_timeout_s < shortest:
         raise ConfigError(
-            f"sandbox.agentcore.session_timeout_s: must be at least limits.timeout_s + {_EXPIRY_GRACE_S:g} s "
-            f"({config.limits.timeout_s + _EXPIRY_GRACE_S:g}), or a run could outlive its session"
+            f"sandbox.agentcore.session_timeout_s: must be at least {shortest:g} (limits.timeout_s + "
+            f"{_EXPIRY_GRACE_S + _MIN_USABLE_S:g}): a session retires limits.timeout_s + {_EXPIRY_GRACE_S:g} s "
+            "before AgentCore ends it"
         )
     return settings
 
@@ -140,8 +143,8 @@ class AgentCoreSession:
         return answer
 
     async def run(self, request: RunRequest, call_tool: ToolCallHandler, output: OutputSink) -> RunReport:
-        if not self.alive:
-            raise SandboxFailure("the AgentCore session is closed or expired")
+        if self._closed or self._broken:
+            raise SandboxFailure("the AgentCore session is closed or broken")
         fresh_catalog = request.catalog_version != self._catalog_version
         inbox: list[dict[str, Any]] = [
             {
