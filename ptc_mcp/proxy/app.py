@@ -21,8 +21,9 @@ from starlette.types import Receive, Scope, Send
 from ptc_mcp.proxy import sse
 from ptc_mcp.proxy.errors import ApiError, invalid
 from ptc_mcp.proxy.response import message
+from ptc_mcp.proxy.routing import forward, instance_of
 from ptc_mcp.proxy.translate import converse_request, new_id
-from ptc_mcp.proxy.turn import Proxy, TurnRunner, check_api_key, validate
+from ptc_mcp.proxy.turn import Proxy, TurnRunner, check_api_key, container_id, validate
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,11 @@ def build_app(proxy: Proxy) -> Starlette:
         request_id = new_id("req_")
         try:
             owner = check_api_key(proxy, request.headers)
-            body = await _json_body(request)
+            raw = await _read_body(request)
+            body = _parse_json(raw)
+            peer = _peer_for(proxy, body)
+            if peer is not None:
+                return await forward(request, raw, peer)
             turn = validate(body, _betas(request), proxy.model_map)
         except ApiError as exc:
             return _error(exc, request_id)
@@ -121,16 +126,35 @@ def _betas(request: Request) -> list[str]:
     return [beta.strip() for value in values for beta in value.split(",") if beta.strip()]
 
 
-async def _json_body(request: Request) -> Any:
-    raw = b""
+async def _read_body(request: Request) -> bytes:
+    raw = bytearray()
     async for chunk in request.stream():
         raw += chunk
         if len(raw) > MAX_BODY_BYTES:
             raise ApiError("request_too_large", f"the request body is larger than {MAX_BODY_BYTES} bytes")
+    return bytes(raw)
+
+
+def _parse_json(raw: bytes) -> Any:
     try:
         return json.loads(raw)
     except ValueError:
         raise invalid("the request body is not valid JSON") from None
+
+
+async def _json_body(request: Request) -> Any:
+    return _parse_json(await _read_body(request))
+
+
+def _peer_for(proxy: Proxy, body: Any) -> str | None:
+    """The base URL of the instance holding the request's container, when that is another instance."""
+    if not proxy.peers or not isinstance(body, dict):
+        return None
+    cid = container_id(body)
+    tag = instance_of(cid) if cid else None
+    if tag is None or tag == proxy.registry.instance:
+        return None
+    return proxy.peers.get(tag)
 
 
 def _error(exc: ApiError, request_id: str) -> JSONResponse:

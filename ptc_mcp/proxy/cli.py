@@ -36,6 +36,9 @@ def add_proxy_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
     proxy.add_argument(
         "--instance", default="", help="this instance's tag in container ids, for routing by container id"
     )
+    proxy.add_argument(
+        "--peers", help="the other instances, 'tag=http://host:port,…': requests for their containers are forwarded"
+    )
     proxy.set_defaults(func=cmd_proxy)
 
 
@@ -45,11 +48,13 @@ def cmd_proxy(args: argparse.Namespace) -> int:
     from ptc_mcp.config import load_config
     from ptc_mcp.errors import ConfigError, SandboxUnavailableError
     from ptc_mcp.proxy.models import ModelMap
+    from ptc_mcp.proxy.routing import parse_peers
     from ptc_mcp.proxy.serve import serve_proxy
 
     try:
         config = load_config(args.config)
         model_map = ModelMap.parse(args.model_map)
+        peers = parse_peers(args.peers)
     except (ConfigError, ValueError, OSError) as exc:
         sys.stderr.write(f"ptc-mcp: {exc}\n")
         return 2
@@ -68,6 +73,7 @@ def cmd_proxy(args: argparse.Namespace) -> int:
             api_keys=keys,
             container_idle_s=args.container_idle_s,
             instance=args.instance,
+            peers=peers,
         )
 
     try:

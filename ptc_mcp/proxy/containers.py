@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import secrets
 import time
 from collections import OrderedDict
@@ -366,6 +367,8 @@ class ContainerRegistry:
         self.server_tools = server_tools
         self.idle_s = idle_s
         self.max_containers = max_containers
+        if instance and not re.fullmatch(r"[A-Za-z0-9-]{1,32}", instance):
+            raise ValueError(f"instance tag {instance!r}: use 1-32 letters, digits or '-'")
         self.instance = instance
         """Part of every container id, so a router can send a container's requests to the instance holding it."""
         self._containers: dict[str, Container] = {}
@@ -400,7 +403,7 @@ class ContainerRegistry:
         if len(self._containers) >= self.max_containers:
             await self._evict_one()
         tag = f"{self.instance}_" if self.instance else ""
-        container = Container(self, f"container_{tag}{secrets.token_urlsafe(24)}", owner)
+        container = Container(self, f"container_{tag}{secrets.token_hex(20)}", owner)
         self._containers[container.id] = container
         return container
 

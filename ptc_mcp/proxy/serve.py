@@ -29,6 +29,7 @@ async def open_proxy(
     container_idle_s: float = DEFAULT_IDLE_S,
     settle_s: float = 0.05,
     instance: str = "",
+    peers: dict[str, str] | None = None,
     backend: SandboxBackend | None = None,
     allow_unisolated: bool | None = None,
 ) -> AsyncIterator[tuple[Proxy, Starlette]]:
@@ -60,6 +61,7 @@ async def open_proxy(
                 registry=registry,
                 model_map=model_map or ModelMap(),
                 api_keys=frozenset(api_keys),
+                peers=dict(peers or {}),
                 server_tools_description=(
                     "MCP server tools (run by the proxy) are also callable:\n" + bridge.snapshot.description
                     if has_servers

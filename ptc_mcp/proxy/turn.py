@@ -38,6 +38,8 @@ class Proxy:
     model_map: ModelMap = field(default_factory=ModelMap)
     api_keys: frozenset[str] = frozenset()
     server_tools_description: str = ""
+    peers: dict[str, str] = field(default_factory=dict)
+    """Other instances by tag (``routing.py``): requests for their containers are forwarded to them."""
 
 
 @dataclass
