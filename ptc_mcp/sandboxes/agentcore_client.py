@@ -89,7 +89,7 @@ class InterpreterClient:
     def start(self, timeout_s: int) -> CodeInterpreter:
         """StartCodeInterpreterSession; the SDK object then names the session."""
         with self._lock:
-            sdk = CodeInterpreter(self.region, session=self._boto, integration_source="ptc-mcp")
+            sdk = CodeInterpreter(self.region, session=self._boto)
         sdk.data_plane_client = self._data_plane  # ours: endpoint override and retry configuration
         name = f"ptc-mcp-{uuid.uuid4().hex[:12]}"
         sdk.start(identifier=self.identifier, name=name, session_timeout_seconds=timeout_s)
