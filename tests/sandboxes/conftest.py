@@ -22,7 +22,7 @@ import pytest
 from ptc_mcp.config import Config
 from ptc_mcp.errors import SandboxFailure, SandboxUnavailableError
 from ptc_mcp.sandboxes import create_backend
-from ptc_mcp.sandboxes.base import SandboxBackend, SandboxSession
+from ptc_mcp.sandboxes.base import SandboxBackend, SandboxLimits, SandboxSession
 from ptc_mcp.sandboxes.isolation import bubblewrap_status, processes_of_user
 from tests.conftest import process_tree, start_time
 
@@ -95,13 +95,6 @@ def _unavailable(kind: str, extra_module: str) -> str | None:
     return None
 
 
-def _registered_hooks(kind: str) -> tuple[Any, Any]:
-    def missing(_session: SandboxSession) -> Any:
-        pytest.skip(f"no conformance hook for {kind} yet: add watch/kill_from_outside in tests/sandboxes/conftest.py")
-
-    return missing, missing
-
-
 _start_failures: dict[int, str | None] = {}
 
 
@@ -119,32 +112,82 @@ async def _cannot_start(backend: SandboxBackend) -> str | None:
     return _start_failures[key]
 
 
+def _docker_client() -> Any:
+    import docker
+
+    return docker.from_env(timeout=30)
+
+
+async def _docker_watch(session: SandboxSession) -> Leftovers:
+    container_id = session.container_id  # type: ignore[attr-defined]
+
+    async def leftovers() -> list[str]:
+        def existing() -> list[str]:
+            return [c.short_id for c in _docker_client().containers.list(all=True, filters={"id": container_id})]
+
+        return [f"container {short_id}" for short_id in await anyio.to_thread.run_sync(existing)]
+
+    return leftovers
+
+
+async def _docker_kill_from_outside(session: SandboxSession) -> None:
+    """``docker kill``: the container dies the way an operator or the engine's OOM killer would end it."""
+    container_id = session.container_id  # type: ignore[attr-defined]
+    await anyio.to_thread.run_sync(lambda: _docker_client().api.kill(container_id))
+
+
 @asynccontextmanager
 async def docker_backend() -> AsyncIterator[BackendUnderTest]:
     reason = _unavailable("docker", "docker")
     if reason:
         pytest.skip(reason)
+    from ptc_mcp.sandboxes.docker import DockerBackend
+    from ptc_mcp.sandboxes.docker_image import build_local_image
+    from ptc_mcp.sandboxes.docker_settings import parse_docker_settings
+
     try:
-        backend = await anyio.to_thread.run_sync(create_backend, Config.model_validate({"sandbox": {"kind": "docker"}}))
-    except (ImportError, SandboxUnavailableError) as exc:
+        # A local image built from this machine's Python: tests never pull from a registry.
+        image = await anyio.to_thread.run_sync(lambda: build_local_image(client=_docker_client()))
+        settings = parse_docker_settings({"image": image, "pull": "never", "warm_pool": 0})
+        backend = await anyio.to_thread.run_sync(DockerBackend, settings, SandboxLimits())
+    except Exception as exc:  # no engine, no permission on its socket, no ldd: skip with the reason
         pytest.skip(f"docker is not usable here: {exc}")
     reason = await _cannot_start(backend)
     if reason:
         await backend.aclose()
         pytest.skip(f"docker cannot start a sandbox here: {reason}")
     try:
-        yield BackendUnderTest("docker", backend, *_registered_hooks("docker"))
+        yield BackendUnderTest("docker", backend, _docker_watch, _docker_kill_from_outside)
     finally:
         await backend.aclose()
 
 
 @asynccontextmanager
 async def agentcore_backend() -> AsyncIterator[BackendUnderTest]:
+    """The agentcore backend through real boto3 against the local emulator, whose sessions are process sandboxes."""
     reason = _unavailable("agentcore", "bedrock_agentcore")
     if reason:
         pytest.skip(reason)
-    pytest.skip("agentcore needs its local emulator: register it here once the agentcore tests provide one")
-    yield  # pragma: no cover
+    usable, why = bubblewrap_status()
+    if not usable:
+        pytest.skip(f"the agentcore emulator's sessions would not be isolated here: {why}")
+    from ptc_mcp.emulators.agentcore_testing import emulated_agentcore_backend
+
+    async with emulated_agentcore_backend(step_wait_s=0.5) as (backend, emulator):
+
+        def interpreter(session: SandboxSession) -> SandboxSession:
+            emulated = emulator.service.sessions[session.session_id]  # type: ignore[attr-defined]
+            assert emulated.kernel is not None, "the emulated session has no interpreter"
+            process: SandboxSession = emulated.kernel.process
+            return process
+
+        async def watch(session: SandboxSession) -> Leftovers:
+            return await _process_watch(interpreter(session))
+
+        async def kill_from_outside(session: SandboxSession) -> None:
+            await _process_kill_from_outside(interpreter(session))
+
+        yield BackendUnderTest("agentcore", backend, watch, kill_from_outside)
 
 
 BACKENDS: dict[str, BackendFactory] = {
