@@ -66,6 +66,7 @@ async def open_rig(
     api_keys: tuple[str, ...] = (),
     api_key: str = "test",
     instance: str = "",
+    servers: dict[str, Any] | None = None,
 ) -> AsyncIterator[Rig]:
     emulator = BedrockEmulator(_FunctionModel(model))
     async with run_emulator(emulator) as endpoint_url:
@@ -76,7 +77,7 @@ async def open_rig(
             aws_access_key_id="test",
             aws_secret_access_key="test",
         )
-        config = test_config({}, limits=limits or {}, sandbox={"allow_unisolated": True})
+        config = test_config(servers or {}, limits=limits or {}, sandbox={"allow_unisolated": True})
         async with (
             open_proxy(
                 config,

@@ -303,3 +303,30 @@ print(a["revenue"] + b["revenue"])
                 )
             assert regions == [{"region": "west"}, {"region": "east"}]
             assert response["content"][0]["content"]["stdout"] == "200\n"
+
+
+async def test_programs_also_call_the_configured_mcp_servers_which_the_client_never_sees() -> None:
+    from tests.conftest import EXPENSES_STDIO
+
+    code = """
+members = await expenses.get_team_members(department="engineering")
+row = await query_sales(region="west")
+print(len(members) > 0, row["revenue"])
+"""
+    version = "code_execution_20260120"
+    async with open_rig(code_then_answer(code), servers={"expenses": EXPENSES_STDIO}) as rig:
+        with anyio.fail_after(60):
+            messages: list[dict[str, Any]] = [{"role": "user", "content": "Team and sales?"}]
+            first = await create(rig, version, messages=messages, tools=ptc_tools(version))
+            calls = [b for b in first["content"] if b["type"] == "tool_use"]
+            assert [c["name"] for c in calls] == ["query_sales"]
+            messages += [
+                {"role": "assistant", "content": first["content"]},
+                {"role": "user", "content": [answer(c) for c in calls]},
+            ]
+            final = await create(
+                rig, version, messages=messages, tools=ptc_tools(version), container=first["container"]["id"]
+            )
+            assert final["content"][0]["content"]["stdout"] == "True 120\n"
+        description = rig.emulator.requests[0].body["toolConfig"]["tools"][0]["toolSpec"]["description"]
+        assert "get_team_members" in description
