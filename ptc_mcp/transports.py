@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ptc_mcp.listening import listening_socket
 from ptc_mcp.server import initialization_options
 
 log = logging.getLogger(__name__)
@@ -103,7 +104,5 @@ async def serve_http(
 ) -> None:
     if host not in LOOPBACK and not auth_token:
         log.warning("serving on %s without --auth-token: anyone who can reach this port can run code", host)
-    config = uvicorn.Config(
-        http_app(server, transport, host, auth_token), host=host, port=port, log_level="warning", lifespan="on"
-    )
-    await uvicorn.Server(config).serve()
+    config = uvicorn.Config(http_app(server, transport, host, auth_token), log_level="warning", lifespan="on")
+    await uvicorn.Server(config).serve(sockets=[listening_socket(host, port)])

@@ -16,7 +16,6 @@ available). Requests are not authenticated (SigV4 signatures are accepted unchec
 from __future__ import annotations
 
 import collections
-import ipaddress
 import json
 import logging
 import signal
@@ -34,6 +33,7 @@ from starlette.routing import Route
 
 from ptc_mcp.emulators.agentcore_service import CodeInterpreterService, EmulatedSession, ServiceError, timestamp
 from ptc_mcp.emulators.eventstream import encode_event, encode_exception
+from ptc_mcp.listening import is_loopback, listening_socket
 from ptc_mcp.sandboxes.base import SandboxLimits
 
 __all__ = ["AgentCoreEmulator", "Fault", "running_emulator", "serve_emulator"]
@@ -231,20 +231,9 @@ def _optional(body: dict[str, Any], key: str, kind: type[Any]) -> Any:
 
 
 def _loopback_socket(host: str, port: int) -> socket.socket:
-    try:
-        loopback = ipaddress.ip_address(socket.gethostbyname(host) if host == "localhost" else host).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
+    if not is_loopback(host):
         raise ValueError(f"the emulator runs untrusted code without authentication: bind to loopback, not {host!r}")
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # inherited by accepted connections (Linux)
-    sock.bind((host, port))
-    sock.listen(128)
-    sock.setblocking(False)
-    return sock
+    return listening_socket(host, port)
 
 
 @asynccontextmanager

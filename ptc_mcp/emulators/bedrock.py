@@ -36,7 +36,6 @@ from __future__ import annotations
 import inspect
 import json
 import secrets
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
@@ -51,6 +50,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from ptc_mcp.listening import listening_socket
 
 __all__ = [
     "BedrockEmulator",
@@ -295,10 +296,7 @@ async def run_emulator(
 ) -> AsyncIterator[str]:
     """Serve the emulator on ``host:port`` (a free port by default) and yield its ``endpoint_url``."""
     emulator = model if isinstance(model, BedrockEmulator) else BedrockEmulator(model)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(128)
+    sock = listening_socket(host, port)
     bound = sock.getsockname()[1]
     server = _EmbeddedServer(uvicorn.Config(emulator.app, log_level="warning", lifespan="off"))
     # The socket listens before uvicorn starts, so a client that connects at once just queues.

@@ -17,7 +17,6 @@ With ``--port 0`` the system picks a free port. HTTP transports print one line t
 from __future__ import annotations
 
 import argparse
-import socket
 import sys
 from typing import Literal
 
@@ -28,6 +27,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel
 
 from ptc_mcp.examples import expenses_data as data
+from ptc_mcp.listening import listening_socket
 
 __all__ = ["CustomBudget", "Employee", "Expense", "build_server", "main"]
 
@@ -113,10 +113,7 @@ def build_server(latency_ms: float = 0.0, seed: int = data.SEED) -> MCPServer:
 
 
 async def _serve_http(server: MCPServer, transport: Literal["http", "sse"], port: int) -> None:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", port))
-    sock.listen(128)
+    sock = listening_socket("127.0.0.1", port)
     bound = sock.getsockname()[1]
     if transport == "http":
         app = server.streamable_http_app(host="127.0.0.1")
