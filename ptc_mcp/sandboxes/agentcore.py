@@ -24,7 +24,7 @@ from ptc_mcp.sandboxes.agentcore_client import InterpreterClient, ToolOutput, aw
 from ptc_mcp.sandboxes.agentcore_steps import StepCodec
 from ptc_mcp.sandboxes.base import BackendInfo, OutputSink, RunReport, RunRequest, ToolCallHandler
 from ptc_mcp.sandboxes.protocol import Call, Done, ProtocolError
-from ptc_mcp.sandboxes.stream import _report
+from ptc_mcp.sandboxes.stream import report_from_done
 
 __all__ = ["AgentCoreBackend", "AgentCoreSession", "AgentCoreSettings", "create_backend"]
 
@@ -170,7 +170,7 @@ class AgentCoreSession:
                 if isinstance(message, Call):
                     calls.append(message)
                 elif isinstance(message, Done):
-                    return _report(message)
+                    return report_from_done(message)
                 else:
                     output.write(message.stream, message.data)
             if calls:

@@ -115,7 +115,7 @@ class RuntimeChannel:
                         output.write(message.stream, message.data)
                     else:
                         calls.cancel_scope.cancel()
-                        return _report(message)
+                        return report_from_done(message)
         except BaseExceptionGroup as group:
             raise_from_group(group)
         raise AssertionError("unreachable")  # pragma: no cover
@@ -139,7 +139,7 @@ class RuntimeChannel:
         await self._send(reply)
 
 
-def _report(done: Done) -> RunReport:
+def report_from_done(done: Done) -> RunReport:
     if done.ok or done.error is None:
         return RunReport(
             ok=True,
