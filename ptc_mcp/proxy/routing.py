@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Mapping
 
-import httpx
 from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -40,6 +39,8 @@ def parse_peers(spec: str | None) -> dict[str, str]:
 
 async def forward(request: Request, body: bytes, peer_url: str) -> Response:
     """Send the request to the instance holding the container and relay its answer (streamed as it comes)."""
+    import httpx  # only instances with peers need it
+
     if request.headers.get(HOP_MARK):
         raise ApiError("not_found_error", "the container's instance does not hold it (forwarding loop refused)")
     headers: Mapping[str, str] = {
