@@ -4,6 +4,11 @@ One ``AgentCoreSession`` is one code-interpreter session. The runtime is install
 process once, then each program is driven in steps (docs/backends/agentcore.md): an ``executeCode`` delivers the run
 or the results of tool calls and returns when the program is done or blocked on tool calls; ptc-mcp runs those
 calls on the host, so the interpreter needs neither network nor credentials. Calls made together travel in one step.
+
+The interpreter session lives in AWS, not in this process, so a session can move between ptc-mcp instances:
+``session_state()`` describes it as JSON, ``AgentCoreBackend.resume_session(state)`` re-attaches to it from any
+instance with access to the same code interpreter, and ``detach()`` lets go of it without stopping it
+(``ptc_mcp.remote.shared_sessions`` uses the three).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ptc_mcp.config import Config
 from ptc_mcp.errors import ConfigError, SandboxFailure, ToolCallError, raise_from_group
 from ptc_mcp.sandboxes.agentcore_client import InterpreterClient, ToolOutput, aws_failure
-from ptc_mcp.sandboxes.agentcore_steps import StepCodec
+from ptc_mcp.sandboxes.agentcore_steps import DRIVER, StepCodec
 from ptc_mcp.sandboxes.base import BackendInfo, OutputSink, RunReport, RunRequest, ToolCallHandler
 from ptc_mcp.sandboxes.protocol import Call, Done, ProtocolError
 from ptc_mcp.sandboxes.stream import report_from_done
@@ -89,6 +94,7 @@ class AgentCoreSession:
         self._codec = StepCodec(settings.step_wait_s, settings.output_interval_s)
         self._wait_s = settings.step_wait_s
         self._retire_at = time.monotonic() + retire_after_s
+        self._retire_at_epoch = time.time() + retire_after_s
         self._seq = 0
         self._catalog_version: str | None = None
         self._closed = False
@@ -107,6 +113,39 @@ class AgentCoreSession:
     @property
     def alive(self) -> bool:
         return not (self._closed or self._broken) and time.monotonic() < self._retire_at
+
+    def session_state(self) -> dict[str, Any] | None:
+        """What another instance needs to resume this session (``None`` once it is closed, broken or retired)."""
+        if not self.alive:
+            return None
+        return {
+            "backend": "agentcore",
+            "code_interpreter_id": self._client.identifier,
+            "session_id": self.session_id,
+            "retire_at": self._retire_at_epoch,
+        }
+
+    def detach(self) -> None:
+        """Forget the session here without stopping it in AWS (another instance may be resuming it)."""
+        self._closed = True
+
+    async def reattach(self) -> None:
+        """Continue after another instance: learn the runtime's last step (installing it if the process is new)."""
+        probe = (
+            f"import json as _ptc_json\n"
+            f"print({self._codec.marker!r} + _ptc_json.dumps("
+            f"{{'seq': {DRIVER}.last_seq}} if {DRIVER!r} in globals() else None))\n"
+        )
+        output = await self._invoke(probe)
+        text = self._codec.answer(output.stdout or output.text)
+        try:
+            found = json.loads(text) if text is not None else None
+        except ValueError:
+            found = None
+        if isinstance(found, dict) and isinstance(found.get("seq"), int):
+            self._seq = found["seq"]
+            return
+        await self.install()  # the interpreter process was replaced: its variables are gone anyway
 
     async def _invoke(self, code: str) -> ToolOutput:
         call = functools.partial(self._client.invoke, self._sdk, "executeCode", {"code": code, "language": "python"})
@@ -251,6 +290,23 @@ class AgentCoreBackend:
         except BaseException:
             await session.aclose()
             raise
+        return session
+
+    async def resume_session(self, state: dict[str, Any]) -> AgentCoreSession:
+        """Re-attach to a session that ``session_state()`` described (here or on another instance)."""
+        if state.get("backend") != "agentcore" or state.get("code_interpreter_id") != self._client.identifier:
+            raise SandboxFailure("the session belongs to another code interpreter")
+        retire_after_s = float(state.get("retire_at", 0)) - time.time()
+        sdk = await anyio.to_thread.run_sync(self._client.attach, str(state["session_id"]))
+        session = AgentCoreSession(self._client, sdk, self.settings, retire_after_s)
+        self._sessions = {known for known in self._sessions if not known.closed}
+        self._sessions.add(session)
+        if session.alive:
+            try:
+                await session.reattach()
+            except BaseException:
+                session.detach()
+                raise
         return session
 
     async def aclose(self) -> None:

@@ -95,6 +95,15 @@ class InterpreterClient:
         sdk.start(identifier=self.identifier, name=name, session_timeout_seconds=timeout_s)
         return sdk
 
+    def attach(self, session_id: str) -> CodeInterpreter:
+        """An SDK object for a session that already exists (started by this or another ptc-mcp instance)."""
+        with self._lock:
+            sdk = CodeInterpreter(self.region, session=self._boto)
+        sdk.data_plane_client = self._data_plane
+        sdk.identifier = self.identifier
+        sdk.session_id = session_id
+        return sdk
+
     def describe(self, sdk: CodeInterpreter) -> dict[str, Any]:
         """GetCodeInterpreterSession."""
         session: dict[str, Any] = sdk.get_session()

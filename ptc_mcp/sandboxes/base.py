@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from ptc_mcp.errors import ErrorType
 
@@ -98,6 +98,29 @@ class SandboxBackend(Protocol):
 
     async def aclose(self) -> None:
         """Close every session this backend started and reap leftovers."""
+        ...
+
+
+@runtime_checkable
+class ResumableSession(Protocol):
+    """Optional: a session whose interpreter lives outside this process (``agentcore``), so another ptc-mcp
+    instance can continue it. ``ptc_mcp.remote.shared_sessions`` keeps the state in a map every instance shares."""
+
+    def session_state(self) -> dict[str, Any] | None:
+        """JSON that ``ResumableBackend.resume_session`` accepts, or ``None`` when there is nothing to resume."""
+        ...
+
+    def detach(self) -> None:
+        """Let go of the interpreter without stopping it; the session is closed here afterwards."""
+        ...
+
+
+@runtime_checkable
+class ResumableBackend(Protocol):
+    """Optional: a backend that can re-attach to a ``ResumableSession`` from its ``session_state()``."""
+
+    async def resume_session(self, state: dict[str, Any]) -> SandboxSession:
+        """The session ``state`` describes; raises ``SandboxFailure`` when it is gone."""
         ...
 
 
