@@ -39,7 +39,7 @@ def parse_peers(spec: str | None) -> dict[str, str]:
 
 async def forward(request: Request, body: bytes, peer_url: str) -> Response:
     """Send the request to the instance holding the container and relay its answer (streamed as it comes)."""
-    import httpx  # only instances with peers need it
+    import httpx2 as httpx  # the HTTP client the mcp SDK already depends on
 
     if request.headers.get(HOP_MARK):
         raise ApiError("not_found_error", "the container's instance does not hold it (forwarding loop refused)")

@@ -12,7 +12,7 @@ from typing import Any
 import anthropic
 import anyio
 import boto3
-import httpx
+import httpx2 as httpx
 import pytest
 
 from ptc_mcp.emulators.bedrock import BedrockEmulator, run_emulator
