@@ -63,10 +63,15 @@ def my_scratch_dirs() -> set[str]:
         return set()
 
 
+TEMP_PREFIXES = ("ptc-mcp-image-",)
+"""Entries of the system temp directory that the code this suite drives may create besides scratch directories:
+docker image builds (other ``ptc-mcp-*`` entries belong to other suites that may run at the same time)."""
+
+
 def my_temp_dirs() -> set[str]:
-    """ptc-mcp's own entries in the system temp directory (image builds, scratch roots)."""
+    """Entries of the system temp directory that the suite's code paths may create."""
     try:
-        return {entry for entry in os.listdir(tempfile.gettempdir()) if entry.startswith("ptc-mcp-")}
+        return {entry for entry in os.listdir(tempfile.gettempdir()) if entry.startswith(TEMP_PREFIXES)}
     except OSError:
         return set()
 
