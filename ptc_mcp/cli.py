@@ -102,11 +102,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.bench == "latency":
         from ptc_mcp.bench.latency import run_latency_bench
 
-        report: dict[str, Any] = anyio.run(run_latency_bench, args.runs, args.output)
+        report: dict[str, Any] = anyio.run(run_latency_bench, args.runs or 300, args.output)
     elif args.bench == "catalog":
         from ptc_mcp.bench.catalog import run_catalog_bench
 
         report = run_catalog_bench(json_output=args.json)
+    elif args.bench == "load":
+        from ptc_mcp.bench.load import run_load_bench
+
+        report = anyio.run(run_load_bench, args.clients, args.programs, args.calls, args.mode, args.output)
+    elif args.bench == "soak":
+        from ptc_mcp.bench.soak import run_soak_bench
+
+        report = anyio.run(run_soak_bench, args.runs or 10_000, args.sample_every, args.output)
     elif args.bench == "tokens":
         from ptc_mcp.bench.tokens import run_from_cli
 
@@ -146,8 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     bench = commands.add_parser("bench", help="benchmarks")
-    bench.add_argument("bench", choices=["latency", "catalog", "tokens"])
-    bench.add_argument("--runs", type=int, default=300, help="measured runs per series (latency)")
+    bench.add_argument("bench", choices=["latency", "catalog", "tokens", "load", "soak"])
+    bench.add_argument(
+        "--runs", type=int, default=None, help="latency: measured runs per series (300); soak: runs (10000)"
+    )
     bench.add_argument("--output", default="docs/benchmarks.md", help="markdown file to write (latency)")
     bench.add_argument("--json", action="store_true", help="print one JSON document")
     bench.add_argument("--model", default="scripted", help="tokens: scripted (simulated) or bedrock:<model-id>")
@@ -155,6 +165,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--config", help="tokens: a config with the tasks' servers (default: built from the tasks)")
     bench.add_argument("--region", help="tokens: AWS region for --model bedrock:…")
     bench.add_argument("--endpoint-url", help="tokens: Bedrock Runtime endpoint (default: boto3's)")
+    bench.add_argument("--clients", type=int, default=64, help="load: concurrent MCP clients")
+    bench.add_argument("--programs", type=int, default=50, help="load: programs per client")
+    bench.add_argument("--calls", type=int, default=10, help="load: nested tool calls per program")
+    bench.add_argument("--mode", choices=["legacy", "auto"], default="legacy", help="load: the clients' protocol mode")
+    bench.add_argument("--sample-every", type=int, default=500, help="soak: sample the server every N runs")
     bench.add_argument("--sequential", action="store_true", help="tokens: one tool call per traditional model call")
     bench.set_defaults(func=cmd_bench)
 

@@ -1,0 +1,41 @@
+"""The load and soak benchmarks, scaled down: a real ``ptc-mcp serve --transport http`` child on loopback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ptc_mcp.bench.load import run_load_bench
+from ptc_mcp.bench.soak import run_soak_bench
+from ptc_mcp.cli import build_parser
+
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_a_small_load_has_no_failures_and_leaves_no_processes_or_descriptors(mode: str, tmp_path: Path) -> None:
+    output = tmp_path / "benchmarks.md"
+    report = await run_load_bench(clients=4, programs=3, calls=3, mode=mode, output=str(output))
+    assert report["failures"] == 0, report["failure_examples"]
+    assert report["completed"] == 12
+    assert report["leaked_processes"] == 0 and report["leaked_fds"] == 0
+    assert report["audit_run_lines"] == 12 + 1  # and the warm-up program
+    assert report["audit_call_lines"] == (12 + 1) * 3
+    assert "<!-- load:start -->" in output.read_text()
+
+
+async def test_a_short_soak_samples_the_server_and_writes_its_section(tmp_path: Path) -> None:
+    output = tmp_path / "benchmarks.md"
+    report = await run_soak_bench(runs=120, sample_every=40, output=str(output))
+    assert report["failures"] == 0, report["failure_examples"]
+    assert report["resets"] == 1
+    assert [sample["run"] for sample in report["samples"]] == [1, 41, 81, 120]
+    assert "<!-- soak:start -->" in output.read_text()
+
+
+def test_the_cli_scales_the_benchmarks_down() -> None:
+    args = build_parser().parse_args(["bench", "load", "--clients", "2", "--programs", "3", "--mode", "auto"])
+    assert (args.bench, args.clients, args.programs, args.calls, args.mode) == ("load", 2, 3, 10, "auto")
+    args = build_parser().parse_args(["bench", "soak", "--runs", "50", "--sample-every", "10"])
+    assert (args.runs, args.sample_every) == (50, 10)
