@@ -25,6 +25,7 @@ PROGRAM_FILE = "<program>"
 AWAIT_HINT = "tool functions are async: write `await {name}(...)` (or gather several with asyncio.gather)"
 RESERVED = ("tools", "call_tool", "servers", "ToolError", "Binary", "asyncio")
 FLOOD_FACTOR = 8  # output past this many times the cap ends the run as output_limit
+MAX_NESTING = 90  # results nested deeper travel as repr only (the host refuses more than 100 levels)
 
 
 class ToolError(Exception):
@@ -456,10 +457,32 @@ def _describe_value(value, report, limit):
     report["result_repr"] = text
     try:
         encoded = json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         return
-    if len(encoded) <= 4 * limit:
+    if len(encoded) <= 4 * limit and _nesting(encoded) <= MAX_NESTING:
         report["result"] = value
+
+
+def _nesting(encoded):
+    """How deep lists/objects nest in a JSON text (the host refuses messages nested past MAX_NESTING)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in encoded:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
 
 
 def _describe_error(exc):

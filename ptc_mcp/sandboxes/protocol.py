@@ -14,6 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from ptc_mcp.errors import SandboxFailure
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+MAX_NESTING = 100
+"""Deepest list/object nesting accepted from the runtime: values this deep would make the host's own
+serializers (pydantic, the MCP transport) recurse past Python's limit."""
 
 
 class ProtocolError(SandboxFailure):
@@ -75,12 +78,29 @@ def parse_runtime_message(line: bytes) -> Ready | Call | Output | Done:
         data = json.loads(line)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ProtocolError(f"runtime sent a line that is not JSON: {exc}") from None
+    except RecursionError:  # "[[[[..." thousands deep: json.loads recurses per level
+        raise ProtocolError("runtime sent JSON nested too deeply") from None
     if not isinstance(data, dict):
         raise ProtocolError("runtime sent a JSON value that is not an object")
+    if _depth_exceeds(data, MAX_NESTING):
+        raise ProtocolError(f"runtime sent JSON nested deeper than {MAX_NESTING} levels")
     try:
         return _ADAPTER.validate_python(data)
     except ValidationError as exc:
         raise ProtocolError(f"runtime sent a malformed message: {exc.errors()[0]['msg']}") from None
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests lists/objects deeper than ``limit`` (iterative: no recursion of its own)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > limit:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
 
 
 def encode(message: dict[str, Any]) -> bytes:
