@@ -16,6 +16,8 @@ from ptc_mcp.config import Config, load_config
 from ptc_mcp.errors import ConfigError, SandboxUnavailableError
 
 AUTH_TOKEN_ENV = "PTC_MCP_AUTH_TOKEN"
+CONFIG_ENV = "PTC_MCP_CONFIG"
+"""``serve``'s defaults come from these variables too (the container image is configured by env)."""
 
 
 def _setup_logging(level: str) -> None:
@@ -37,10 +39,17 @@ def _load(path: str) -> Config:
 def cmd_serve(args: argparse.Namespace) -> int:
     from ptc_mcp.app import open_app
     from ptc_mcp.server import build_server
-    from ptc_mcp.transports import serve_http, serve_stdio
+    from ptc_mcp.transports import serve_stdio
 
+    if not args.config:
+        print(f"ptc-mcp: serve needs --config (or {CONFIG_ENV})", file=sys.stderr)
+        return 2
     config = _load(args.config)
     token = args.auth_token or os.environ.get(AUTH_TOKEN_ENV) or None
+    if args.json_logs or config.remote.json_logs:
+        from ptc_mcp.remote.logs import use_json_logs
+
+        use_json_logs()
 
     async def main() -> None:
         async with open_app(config) as app:
@@ -48,11 +57,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
             if args.transport == "stdio":
                 await serve_stdio(server)
             else:
-                await serve_http(server, args.transport, args.host, args.port, token)
+                from ptc_mcp.remote.serve import serve_remote
+
+                await serve_remote(app, server, args.transport, args.host, args.port, token)
 
     try:
         anyio.run(main)
-    except SandboxUnavailableError as exc:
+    except (SandboxUnavailableError, ConfigError) as exc:
         print(f"ptc-mcp: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -139,11 +150,27 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="serve execute_program to an MCP client")
-    serve.add_argument("--config", required=True, help="the JSON config file")
-    serve.add_argument("--transport", choices=["stdio", "sse", "http"], default="stdio")
-    serve.add_argument("--host", default="127.0.0.1", help="address for sse/http (default: loopback only)")
-    serve.add_argument("--port", type=int, default=8000)
+    env = os.environ
+    serve.add_argument("--config", default=env.get(CONFIG_ENV), help=f"the JSON config file (or {CONFIG_ENV})")
+    serve.add_argument(
+        "--transport",
+        choices=["stdio", "sse", "http"],
+        default=env.get("PTC_MCP_TRANSPORT", "stdio"),
+        help="(or PTC_MCP_TRANSPORT)",
+    )
+    serve.add_argument(
+        "--host",
+        default=env.get("PTC_MCP_HOST", "127.0.0.1"),
+        help="address for sse/http (default: loopback only; or PTC_MCP_HOST)",
+    )
+    serve.add_argument("--port", type=int, default=int(env.get("PTC_MCP_PORT", "8000")), help="(or PTC_MCP_PORT)")
     serve.add_argument("--auth-token", help=f"require 'Authorization: Bearer TOKEN' on HTTP (or set {AUTH_TOKEN_ENV})")
+    serve.add_argument(
+        "--json-logs",
+        action="store_true",
+        default=env.get("PTC_MCP_JSON_LOGS", "") not in ("", "0", "false"),
+        help="log JSON lines on stderr (or remote.json_logs, PTC_MCP_JSON_LOGS=1)",
+    )
     serve.set_defaults(func=cmd_serve)
 
     check = commands.add_parser("check", help="validate a config, connect to its servers, show what the model sees")

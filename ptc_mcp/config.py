@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator
 
 from ptc_mcp.errors import ConfigError
+from ptc_mcp.remote.settings import RemoteConfig
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 SERVER_NAME = re.compile(r"^[A-Za-z0-9_\-]+$")
@@ -130,6 +131,8 @@ class Config(_Strict):
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     tools: ToolsPolicyConfig = Field(default_factory=ToolsPolicyConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
+    remote: RemoteConfig = Field(default_factory=RemoteConfig)
+    """How ``serve --transport http|sse`` faces a network (``ptc_mcp.remote.settings``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

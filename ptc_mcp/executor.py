@@ -155,7 +155,7 @@ class Executor:
                         "invalid_input", "unknown or expired session: omit `session` to start a new one"
                     )
                 try:
-                    async with session.lock, admission.slot():
+                    async with session.lock, self.sessions.claim(session), admission.slot():
                         if request.reset:
                             await session.discard_sandbox()
                         return await self._run_in(session, request, events)
@@ -170,7 +170,7 @@ class Executor:
     async def _resolve_session(self, request: ExecuteRequest) -> Session | None:
         if request.session is None:
             return await self.sessions.create(request.owner)
-        return self.sessions.get(request.session, request.owner)
+        return await self.sessions.find(request.session, request.owner)
 
     async def _run_stateless(self, request: ExecuteRequest, events: RunEvents | None) -> RunResult:
         session = Session(handle="", owner=request.owner)
@@ -188,7 +188,7 @@ class Executor:
         tools = self.bridge.for_run(self.limits.max_tool_calls)
         snapshot = tools.snapshot
         run_id = secrets.token_hex(8)
-        watched = _WatchedRun(tools, output, events, self.audit, session.handle, run_id)
+        watched = _WatchedRun(tools, output, events, self.audit, session.handle, run_id, session.owner)
         run = RunRequest(
             run_id=run_id,
             code=request.code,
@@ -232,6 +232,7 @@ class Executor:
                     duration_ms=(time.perf_counter() - started) * 1000,
                     code_bytes=len(request.code.encode()),
                     output_bytes=watched.output_bytes,
+                    caller=session.owner,
                 )
         if report is not None:
             output.note_dropped(report.output_dropped)
@@ -263,6 +264,7 @@ class Executor:
             duration_ms=result.duration_ms,
             code_bytes=len(request.code.encode()),
             output_bytes=len(result.stdout.encode()) + len(result.stderr.encode()),
+            caller=session.owner,
         )
         return result
 
@@ -288,6 +290,7 @@ class _WatchedRun:
         audit: AuditLog,
         session: str,
         run_id: str,
+        caller: str | None = None,
     ) -> None:
         self._tools = tools
         self._output = output
@@ -295,6 +298,7 @@ class _WatchedRun:
         self._audit = audit
         self._session = session
         self._run_id = run_id
+        self._caller = caller
         self.output_bytes = 0
 
     def write(self, stream: StreamName, text: str) -> None:
@@ -317,7 +321,9 @@ class _WatchedRun:
             # they reach a server (budget, unknown tool, bad arguments), which have no await either.
             if len(self._tools.calls) > recorded:
                 record = self._tools.calls[-1]
-                self._audit.call(session=self._session, run_id=self._run_id, record=record, arguments=arguments)
+                self._audit.call(
+                    session=self._session, run_id=self._run_id, record=record, arguments=arguments, caller=self._caller
+                )
                 if self._events is not None:
                     self._events.call_finished(record)
 

@@ -29,6 +29,7 @@ from ptc_mcp import __version__
 from ptc_mcp.app import App
 from ptc_mcp.executor import ExecuteRequest
 from ptc_mcp.progress import LOGGER_NAME, RunReporter
+from ptc_mcp.remote.auth import caller_identity
 from ptc_mcp.results import error_result, output_schema
 
 log = logging.getLogger(__name__)
@@ -82,10 +83,9 @@ def _connection(ctx: ServerRequestContext[Any, Any]) -> Any:
 
 
 def _caller_identity() -> str | None:
-    token = get_access_token()
-    if token is None:
-        return None
-    return f"{token.client_id}:{token.subject or ''}"
+    """The authenticated caller (``client[:subject][@issuer]``) on HTTP with auth; sessions and the audit trail
+    record it."""
+    return caller_identity(get_access_token())
 
 
 def run_reporter(ctx: ServerRequestContext[Any, Any], max_log_bytes: int) -> RunReporter | None:

@@ -3,6 +3,11 @@
 Clients on protocol versions with an MCP session get one implicitly (the server keeps its handle on the
 connection); every result also returns the handle, so clients of the stateless 2026-07-28 protocol pass it back.
 A handle is bound to the caller's identity when there is one: another caller cannot use it.
+
+With a shared session map (``share``, ``ptc_mcp.remote.shared_sessions``) sessions are not tied to this instance:
+a handle this instance has never seen is looked up in the map, and every run holds the session's lease there.
+Leaving such a session (idle, evicted, shutting down) *detaches* its interpreter instead of stopping it, since
+another instance may continue it; only closing it for good (or the map's idle expiry) stops it.
 """
 
 from __future__ import annotations
@@ -10,12 +15,18 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import anyio
 
 from ptc_mcp.errors import BusyError
-from ptc_mcp.sandboxes.base import SandboxBackend, SandboxSession
+from ptc_mcp.sandboxes.base import ResumableSession, SandboxBackend, SandboxSession
+
+if TYPE_CHECKING:
+    from ptc_mcp.remote.shared_sessions import SessionSharing
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +41,22 @@ class Session:
     lock: anyio.Lock = field(default_factory=anyio.Lock)
     last_used: float = field(default_factory=time.monotonic)
     runs: int = 0
+    shared_version: int = -1
+    """With a shared session map: the map's version this instance's ``sandbox`` belongs to (-1: none)."""
 
     async def discard_sandbox(self) -> None:
         """Kill the interpreter (after a timeout, a crash or on reset); the next run starts a fresh one."""
         sandbox, self.sandbox = self.sandbox, None
         if sandbox is not None:
+            await sandbox.aclose()
+
+    async def detach_sandbox(self) -> None:
+        """Let go of the interpreter without stopping it when it lives elsewhere (``ResumableSession``)."""
+        sandbox, self.sandbox = self.sandbox, None
+        self.shared_version = -1
+        if isinstance(sandbox, ResumableSession):
+            sandbox.detach()
+        elif sandbox is not None:
             await sandbox.aclose()
 
     async def ensure_sandbox(self, backend: SandboxBackend) -> SandboxSession:
@@ -51,9 +73,42 @@ class SessionStore:
         self._idle_s = idle_s
         self._max_sessions = max_sessions
         self._sessions: dict[str, Session] = {}
+        self.sharing: SessionSharing | None = None
 
     def __len__(self) -> int:
         return len(self._sessions)
+
+    def share(self, sharing: SessionSharing) -> None:
+        """Keep sessions in a map shared with other instances (see the module's docstring)."""
+        self.sharing = sharing
+
+    def live_sandboxes(self) -> int:
+        """Sessions whose interpreter is alive now."""
+        return sum(1 for s in self._sessions.values() if s.sandbox is not None and s.sandbox.alive)
+
+    async def find(self, handle: str, owner: str | None) -> Session | None:
+        """``get``, or, with a shared map, the session another instance started (``None``: unknown, not yours)."""
+        session = self.get(handle, owner)
+        if session is not None or self.sharing is None or handle in self._sessions:
+            return session
+        if not await self.sharing.exists(handle, owner):
+            return None
+        if handle in self._sessions:  # found meanwhile by a concurrent request
+            return self.get(handle, owner)
+        if len(self._sessions) >= self._max_sessions:
+            await self._evict_one()
+        session = Session(handle=handle, owner=owner)
+        self._sessions[handle] = session
+        return session
+
+    @asynccontextmanager
+    async def claim(self, session: Session) -> AsyncIterator[Session]:
+        """Hold ``session`` for one run: with a shared map, its lease, and an interpreter that is current."""
+        if self.sharing is None or not session.handle:
+            yield session
+            return
+        async with self.sharing.claim(session):
+            yield session
 
     def get(self, handle: str, owner: str | None) -> Session | None:
         session = self._sessions.get(handle)
@@ -65,6 +120,8 @@ class SessionStore:
         if len(self._sessions) >= self._max_sessions:
             await self._evict_one()
         session = Session(handle="ptc_" + secrets.token_urlsafe(24), owner=owner)
+        if self.sharing is not None:
+            await self.sharing.create(session)
         self._sessions[session.handle] = session
         return session
 
@@ -74,21 +131,35 @@ class SessionStore:
             raise BusyError(f"all {self._max_sessions} sessions are running programs")
         oldest = min(idle, key=lambda s: s.last_used)
         log.info("session limit reached: closing the least recently used session")
-        await self.close(oldest.handle)
+        await (self._drop(oldest.handle) if self.sharing is not None else self.close(oldest.handle))
 
     async def close(self, handle: str) -> None:
+        """End a session for good: its interpreter stops (and, with a shared map, no instance can continue it)."""
         session = self._sessions.pop(handle, None)
+        if self.sharing is not None and handle:
+            await self.sharing.delete(handle)
         if session is not None:
             await session.discard_sandbox()
+
+    async def _drop(self, handle: str) -> None:
+        """Forget a shared session here only; another instance (or this one, later) can continue it."""
+        session = self._sessions.pop(handle, None)
+        if session is not None:
+            await session.detach_sandbox()
 
     async def expire_idle(self) -> int:
         """Close sessions idle for longer than the limit; returns how many."""
         now = time.monotonic()
         stale = [s.handle for s in self._sessions.values() if not s.lock.locked() and now - s.last_used > self._idle_s]
+        if self.sharing is not None:
+            # Idle here is not idle everywhere: let go locally; the map's expiry stops what nobody used.
+            for handle in stale:
+                await self._drop(handle)
+            return len(stale) + await self.sharing.reap_idle(self._idle_s)
         for handle in stale:
             await self.close(handle)
         return len(stale)
 
     async def aclose(self) -> None:
         for handle in list(self._sessions):
-            await self.close(handle)
+            await (self._drop(handle) if self.sharing is not None else self.close(handle))
