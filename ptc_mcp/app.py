@@ -38,7 +38,7 @@ async def open_app(
     backend = backend or create_backend(config, allow_unisolated=allow_unisolated)
     try:
         async with DownstreamPool.from_config(config) as pool:
-            bridge = ToolBridge(pool, ToolPolicy(config.tools.allow, config.tools.deny))
+            bridge = ToolBridge(pool, ToolPolicy(config.tools.allow, config.tools.deny, config.tools.read_only))
             executor = Executor(
                 backend,
                 bridge,

@@ -78,7 +78,7 @@ class ToolBridge:
         """The current catalog, rebuilt only when the downstream catalog changed."""
         if self._snapshot is None or self._snapshot_of != self._source.catalog_version:
             self._snapshot_of = self._source.catalog_version
-            allowed = [tool for tool in self._source.tools() if self._policy.allows(tool.qualified_name)]
+            allowed = self._policy.filter(self._source.tools())  # globs and annotations (read_only)
             runtime_catalog = build_runtime_catalog(allowed)
             self._snapshot = CatalogSnapshot(
                 tools={tool.qualified_name: tool for tool in allowed},
@@ -157,8 +157,10 @@ class RunTools:
             split_qualified_name(name)
         except ValueError as exc:
             raise ToolCallError("tool_error", str(exc)) from None
-        if not self.policy.allows(name) and any(t.qualified_name == name for t in self.source.tools()):
-            raise ToolCallError("tool_denied", f"the policy does not allow {name}")
+        listed = next((t for t in self.source.tools() if t.qualified_name == name), None)
+        refusal = self.policy.refusal(name, listed.tool.annotations) if listed is not None else None
+        if refusal is not None:
+            raise ToolCallError("tool_denied", f"the policy does not allow {name}: {refusal}")
         suggestions = difflib.get_close_matches(name, list(self.snapshot.tools), n=3)
         raise ToolCallError("tool_error", str(UnknownToolError(name, suggestions)))
 

@@ -117,7 +117,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     elif args.bench == "catalog":
         from ptc_mcp.bench.catalog import run_catalog_bench
 
-        report = run_catalog_bench(json_output=args.json)
+        report = run_catalog_bench(json_output=args.json, output=args.output)
     elif args.bench == "load":
         from ptc_mcp.bench.load import run_load_bench
 
@@ -185,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--runs", type=int, default=None, help="latency: measured runs per series (300); soak: runs (10000)"
     )
-    bench.add_argument("--output", default="docs/benchmarks.md", help="markdown file to write (latency)")
+    bench.add_argument("--output", default="docs/benchmarks.md", help="markdown file to write (latency, catalog)")
     bench.add_argument("--json", action="store_true", help="print one JSON document")
     bench.add_argument("--model", default="scripted", help="tokens: scripted (simulated) or bedrock:<model-id>")
     bench.add_argument("--tasks", help="tokens: tasks from path.py[:ATTR] or package.module[:ATTR]")

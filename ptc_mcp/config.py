@@ -111,6 +111,8 @@ class ToolsPolicyConfig(_Strict):
 
     allow: list[str] = Field(default_factory=lambda: ["*"])
     deny: list[str] = Field(default_factory=list)
+    read_only: bool = False
+    """Allow only tools their server marks ``readOnlyHint: true`` (the server's claim), on top of the globs."""
 
 
 class AuditConfig(_Strict):

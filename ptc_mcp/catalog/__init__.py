@@ -5,7 +5,7 @@
   ``"server.tool"`` → ``(server, tool)``.
 - ``ToolIndex``: ``tools.search()`` (BM25) and ``tools.describe()``.
 - ``check_arguments``: validate a call's arguments against the tool's ``inputSchema`` (``ArgumentError``).
-- ``ToolPolicy``: the allow/deny globs of the config.
+- ``ToolPolicy``: the config's allow/deny globs and ``read_only`` (which looks at tool annotations).
 - ``naming``: how names become Python identifiers, and which servers are bare globals.
 """
 

@@ -1,9 +1,12 @@
 """``tools.search()`` and ``tools.describe()``: find tools by topic, read one tool's full definition.
 
 Ranking is Okapi BM25 (k1 = 1.2, b = 0.75) over one bag of words per tool: the tool name (counted three times),
-the server name and title (twice), the description, and the argument names and descriptions. Words are split
-at ``snake_case``, ``camelCase``, ``kebab-case`` and punctuation boundaries, lowercased, stripped of common
-English stop words and lightly stemmed (plural and ``-ing``/``-ed`` endings), the same way for tools and queries.
+the server name and title (twice), the description, the argument names and descriptions, and ``enum`` values.
+Words are split at ``snake_case``, ``camelCase``, ``kebab-case`` and punctuation boundaries, lowercased, stripped
+of common English stop words and lightly stemmed, the same way for tools and queries. Everyday words and phrases
+in a query also stand for the verbs tool names use ("tear down" → delete, "how many" → count), and a tool whose
+name starts with such a verb is matched on it separately, so the verb picks among an entity's tools. The rules
+and the measured hit rates are in docs/catalog.md.
 """
 
 from __future__ import annotations
@@ -31,52 +34,75 @@ _K1 = 1.2
 _B = 0.75
 _NAME_WEIGHT = 3
 _SERVER_WEIGHT = 2
+_TITLE_WEIGHT = 2
+_ACTION_WEIGHT = 1
+_SYNONYM_WEIGHT = 0.75
 _WORD = re.compile(r"[A-Z]{2,}s(?![a-z])|[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
+_FILE_NAME = re.compile(r"[A-Za-z0-9_-]\.[A-Za-z][A-Za-z0-9]{0,4}\b|(?:^|\s)~?/[\w.-]")
+_LITERAL = re.compile(r"'((?:[^'\\]|\\.)*)'")
 _STOP_WORDS = _words(
-    "a an and are as at be by can do does for from get has have how i in into is it its me my of on or "
+    "a an and are as at be by can do does for from has have how i in into is it its me my of on or "
     "our show so than that the their them then there these this to was what when where which who will "
     "with you your all any"
 )
 
-
-# Words people use for the verbs tool names use. A query term also matches its synonyms, at half weight.
-_SYNONYMS = {
-    "remove": ("delete",),
-    "erase": ("delete",),
-    "drop": ("delete",),
-    "find": ("search",),
-    "look": ("search", "get"),
-    "lookup": ("search", "get"),
-    "fetch": ("get",),
-    "retrieve": ("get",),
-    "read": ("get",),
-    "add": ("create",),
-    "new": ("create",),
-    "make": ("create",),
-    "open": ("create",),
-    "many": ("count",),
-    "number": ("count",),
-    "which": ("list",),
-    "edit": ("update",),
-    "change": ("update",),
-    "modify": ("update",),
-    "download": ("export",),
+# Everyday words and two-word phrases for the verbs tool names start with ("how many" → count, "tear down" →
+# delete). Plain English only: nothing here names a particular tool, server or domain.
+_VERB_SYNONYMS = {
+    "create": "add new make open start raise issue generate print publish compose draft register enroll "
+    "provision launch store upload book|set up|spin up|jot down|sign up",
+    "get": "fetch retrieve read lookup grab view inspect show|look up|pull up",
+    "list": "which show exist browse enumerate",
+    "update": "edit change modify rename adjust enable disable toggle tweak patch"
+    "|turn on|turn off|switch on|switch off",
+    "delete": "remove erase drop destroy discard wipe revoke kill cancel|tear down|get rid",
+    "search": "find|look for",
+    "count": "tally|how many|number of",
+    "export": "download dump",
+    "archive": "shelve hide",
+    "restore": "recover undelete unarchive revert|bring back|roll back",
+    "send": "notify tell ping mail",
+    "post": "announce share ping",
+    "read": "view inspect show",
+    "write": "save",
+    "run": "execute",
 }
-_SYNONYM_WEIGHT = 0.5
+
+
+def _synonym_table() -> dict[str, tuple[str, ...]]:
+    table: dict[str, list[str]] = {}
+    for verb, spec in _VERB_SYNONYMS.items():
+        words, *phrases = spec.split("|")
+        for key in words.split() + phrases:
+            table.setdefault(key, []).append(verb)
+    return {key: tuple(verbs) for key, verbs in table.items()}
+
+
+_SYNONYMS = _synonym_table()
+_UNDOUBLED = frozenset("bdfgkmnprt")
 
 
 def _stem(word: str) -> str:
+    """A light stemmer, the same for tools and queries: "create", "created", "creates", "creating" → "creat"."""
     if len(word) > 4 and word.endswith("ies"):
-        return word[:-3] + "y"
-    if len(word) > 5 and word.endswith("ing"):
-        return word[:-3]
-    if len(word) > 4 and word.endswith("ed") and not word.endswith("eed"):
-        return word[:-2]
-    if len(word) > 4 and word.endswith("es") and word[-3] in "sxz":
-        return word[:-2]
-    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
-        return word[:-1]
+        word = word[:-3] + "y"
+    elif len(word) > 4 and (word.endswith("sses") or (word.endswith("es") and word[-3] in "xz")):
+        word = word[:-2]
+    elif word.endswith("s") and not word.endswith(("ss", "us", "is")) and any(c in "aeiouy" for c in word[:-1]):
+        word = word[:-1]  # "ads" → "ad", but "dns" (no vowel) is an acronym
+    for suffix in ("ing", "ed", "ment"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 4:
+            word = word[: -len(suffix)]
+            if len(word) > 3 and word[-1] == word[-2] and word[-1] in _UNDOUBLED:
+                word = word[:-1]  # "running" → "run"
+            break
+    if len(word) > 4 and word.endswith("e"):
+        word = word[:-1]  # "queue" and "queued" → "queu"
     return word
+
+
+_ACTIONS = frozenset(_stem(verb) for verb in _VERB_SYNONYMS)
+_ACTION = "action:"  # cannot collide with a word: words have no ":"
 
 
 def tokenize(text: str) -> list[str]:
@@ -92,15 +118,47 @@ def tokenize(text: str) -> list[str]:
     return terms
 
 
+def _query_weights(query: str) -> dict[str, float]:
+    """The query's terms weigh 1; the verbs its everyday words and phrases stand for, and "file" for a file
+    name or path in it ("notes.txt", "/var/log"), weigh ``_SYNONYM_WEIGHT``. A verb also asks for tools
+    whose name starts with it (the ``action:`` term)."""
+    implied: list[str] = []
+    raw = _WORD.findall(query)
+    words = [word.lower() for word in raw]
+    literal = [True] * len(raw)
+    for i in range(len(words) - 1):  # a phrase's words stand for its verb only: "get rid" is not "get"
+        verbs = _SYNONYMS.get(f"{words[i]} {words[i + 1]}", ())
+        if verbs:
+            implied += verbs
+            literal[i] = literal[i + 1] = False
+    for word, keep in zip(words, literal, strict=True):
+        if keep:
+            implied += _SYNONYMS.get(word, ())
+    if _FILE_NAME.search(query):
+        implied.append("file")
+    weights = {_stem(word): _SYNONYM_WEIGHT for word in implied}
+    weights.update(dict.fromkeys(tokenize(" ".join(w for w, keep in zip(raw, literal, strict=True) if keep)), 1.0))
+    for term, weight in list(weights.items()):
+        if term in _ACTIONS:
+            weights[_ACTION + term] = weight
+    return weights
+
+
 def _document(tool: PreparedTool) -> list[str]:
+    """The tool's bag of words; repeating a field's words weighs that field more."""
     definition = tool.tool
-    terms = tokenize(tool.name) * _NAME_WEIGHT + tokenize(tool.server) * _SERVER_WEIGHT
+    name = tokenize(tool.name)
+    terms = name * _NAME_WEIGHT + tokenize(tool.server) * _SERVER_WEIGHT
+    if len(name) > 1 and name[0] in _ACTIONS:
+        terms += [_ACTION + name[0]] * _ACTION_WEIGHT
     title = definition.title or (definition.annotations.title if definition.annotations else None)
     if title:
-        terms += tokenize(title) * 2
+        terms += tokenize(title) * _TITLE_WEIGHT
     terms += tokenize(tool.doc)
     for param in tool.signature.parameters:
         terms += tokenize(param.name) + tokenize(param.description)
+        for choice in _LITERAL.findall(param.annotation):  # enum values: mode="walking"
+            terms += tokenize(choice)
     return terms
 
 
@@ -136,13 +194,7 @@ class ToolIndex:
 
     def scores(self, query: str) -> list[tuple[float, str]]:
         """``(score, "server.tool")`` for every tool that matches, best first (ties by name)."""
-        weights: dict[str, float] = {}
-        for word in _WORD.findall(query):
-            word = word.lower()
-            for synonym in _SYNONYMS.get(word, ()):
-                weights[synonym] = max(weights.get(synonym, 0.0), _SYNONYM_WEIGHT)
-        for term in tokenize(query):
-            weights[term] = 1.0
+        weights = _query_weights(query)
         scores: dict[int, float] = {}
         for term, weight in sorted(weights.items()):
             for number, count in self._postings.get(term, ()):

@@ -144,7 +144,7 @@ def _forget(key: int) -> Any:
 def _compile(schema: Mapping[str, Any], label: str) -> _Compiled:
     try:
         cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
-        cls.check_schema(schema)
+        cls.check_schema(dict(schema))
         return _Compiled(validator=cls(schema), schema=schema)
     except Exception as exc:  # any failure here means "cannot check", never "cannot call"
         logger.warning("%s: inputSchema is not a valid JSON Schema, arguments are not checked (%s)", label, _short(exc))
@@ -175,13 +175,14 @@ def _to_argument_error(
         )
         if missing is not None:
             name = _path_text([*path, missing])
-            expected = schema_type(_as_mapping(_as_mapping(error.schema.get("properties")).get(missing)), root=schema)
+            properties = _as_mapping(_as_mapping(error.schema).get("properties"))
+            expected = schema_type(_as_mapping(properties.get(missing)), root=schema)
             hint = f" ({expected})" if expected != "Any" else ""
             return ArgumentError(
                 f"{label}(): missing required argument {name!r}{hint}", tool=label, argument=name, problem="missing"
             )
     if kind == "additionalProperties" and isinstance(error.instance, Mapping):
-        known = set(_as_mapping(error.schema.get("properties")))
+        known = set(_as_mapping(_as_mapping(error.schema).get("properties")))
         extras = sorted(str(k) for k in error.instance if k not in known)
         if extras:
             name = _path_text([*path, extras[0]])
