@@ -214,13 +214,20 @@ def build_parser() -> argparse.ArgumentParser:
     from ptc_mcp.proxy.cli import add_proxy_command
 
     add_proxy_command(commands)
+    from ptc_mcp.emulators.cli import add_emulate_parser
+
+    add_emulate_parser(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.log_level)
-    code: int = args.func(args)
+    try:
+        code: int = args.func(args)
+    except BrokenPipeError:  # `ptc-mcp check | head`: the reader left; not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit-time flush stays quiet
+        return 0
     return code
 
 

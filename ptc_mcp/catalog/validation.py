@@ -5,7 +5,7 @@ names the tool, the argument and what was expected::
 
     expenses.get_expenses(): argument 'quarter' must be one of 'Q1', 'Q2', 'Q3', 'Q4', got 'Q5'
     expenses.get_expenses(): missing required argument 'employee_id' (str)
-    expenses.get_expenses(): unexpected argument 'foo'      (only when additionalProperties is false)
+    expenses.get_expenses(): unexpected argument 'foo'      (undeclared top-level arguments are refused)
 
 Validators are compiled once per tool definition and cached (the check runs on every nested call). A schema
 that is itself invalid, or that refers to documents we cannot resolve, is not checked at all: the server will
@@ -141,11 +141,28 @@ def _forget(key: int) -> Any:
     return callback
 
 
+def _strict_top_level(schema: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Refuse undeclared top-level arguments unless the schema says what to do with them.
+
+    Most servers' schemas leave ``additionalProperties`` unset, so a misspelled optional argument would be
+    silently ignored by the tool; refusing it (with a did-you-mean) lets the program fix the typo.
+    """
+    properties = schema.get("properties")
+    if not isinstance(properties, Mapping) or not properties:
+        return schema
+    if any(key in schema for key in ("additionalProperties", "patternProperties", "unevaluatedProperties")):
+        return schema
+    if any(key in schema for key in ("allOf", "anyOf", "oneOf", "$ref")):
+        return schema  # properties may come from elsewhere: leave such schemas as they are
+    return {**schema, "additionalProperties": False}
+
+
 def _compile(schema: Mapping[str, Any], label: str) -> _Compiled:
     try:
         cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
         cls.check_schema(dict(schema))
-        return _Compiled(validator=cls(schema), schema=schema)
+        strict = _strict_top_level(schema)
+        return _Compiled(validator=cls(strict), schema=strict)
     except Exception as exc:  # any failure here means "cannot check", never "cannot call"
         logger.warning("%s: inputSchema is not a valid JSON Schema, arguments are not checked (%s)", label, _short(exc))
         return _Compiled(validator=None, schema=schema)

@@ -46,7 +46,18 @@ def _error(tool: Any, arguments: Any, server: str | None = "expenses") -> Argume
 
 def test_valid_arguments_pass() -> None:
     check_arguments(GET_EXPENSES, {"employee_id": "E7", "quarter": "Q3"})
-    check_arguments(GET_EXPENSES, {"employee_id": "E7", "quarter": "Q3", "extra": 1})
+
+
+def test_a_misspelled_argument_is_refused_even_when_the_schema_does_not_forbid_extras() -> None:
+    error = _error(GET_EXPENSES, {"employee_id": "E7", "quarter": "Q3", "categroy": "travel"})
+    assert (error.argument, error.problem) == ("categroy", "unexpected")
+    assert "'category'" in str(error)  # the close match is suggested
+
+
+def test_extra_arguments_pass_when_the_schema_allows_them_explicitly() -> None:
+    tool = make_tool("t", {"n": {"type": "integer"}})
+    open_tool = tool.model_copy(update={"input_schema": {**tool.input_schema, "additionalProperties": True}})
+    check_arguments(open_tool, {"n": 1, "anything": "goes"})
 
 
 def test_a_value_outside_the_enum_names_the_argument_and_the_choices() -> None:
@@ -68,7 +79,7 @@ def test_a_wrong_type_names_the_expected_type() -> None:
     assert "str" in str(error) and "int" in str(error)
 
 
-def test_unexpected_arguments_are_refused_only_when_additional_properties_is_false() -> None:
+def test_unexpected_arguments_are_refused_with_a_suggestion() -> None:
     error = _error(STRICT, {"employe_id": "E7"}, server=None)
     assert (error.argument, error.problem, error.tool) == ("employe_id", "unexpected", "strict")
     assert "employee_id" in str(error)  # the close match is suggested
