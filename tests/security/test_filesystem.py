@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from mcp import Client
 
+from ptc_mcp.server import TOOL_NAME, build_server
 from tests.security.conftest import Secured, only, secured_app
 
 pytestmark = pytest.mark.anyio
@@ -166,14 +168,16 @@ async def test_the_server_offers_no_file_export_and_tmp_is_private_to_the_sessio
         "except OSError as exc:\n    hard = exc.errno\n"
         "{'hard': hard, 'shadow': os.path.exists('/tmp/shadow-link')}"
     )
-    assert made["status"] == "ok", made
+    assert made["status"] == "ok", made["error"]
     assert made["result"]["shadow"] is False  # the target does not exist inside
     assert not (Path("/tmp") / "private").exists() or (Path("/tmp") / "private").read_text() != "mine"
     other = await secured.run("import os\nsorted(os.listdir('/tmp'))", session=None, reset=False)
     assert other["status"] == "ok"
-    async with secured_app(secured.backend.under_test) as second:
-        elsewhere = await second.run("import os\nsorted(os.listdir('/tmp'))")
-    assert "private" not in elsewhere["result"] and "shadow-link" not in elsewhere["result"]
+    async with Client(build_server(secured.app), mode="legacy") as second:  # another connection: another session
+        elsewhere = await second.call_tool(TOOL_NAME, {"code": "import os\nsorted(os.listdir('/tmp'))"})
+    assert elsewhere.structured_content is not None, elsewhere
+    listing = elsewhere.structured_content["result"]
+    assert "private" not in listing and "shadow-link" not in listing
     await secured.assert_serving()
 
 
