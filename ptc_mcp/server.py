@@ -147,6 +147,9 @@ def build_server(app: App) -> Server[Any]:
             connection is not None
             and connection.protocol_version not in MODERN_PROTOCOL_VERSIONS
             and not app.executor.stateless
+            # Stateless streamable HTTP makes every request its own connection: a session tied to one would end
+            # with the request. Clients continue by the handle instead (remote.stateless_http).
+            and not app.config.remote.stateless_http
         )
         handle = arguments.session
         if handle is None and implicit:

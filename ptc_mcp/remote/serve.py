@@ -3,8 +3,8 @@
 ``serve_remote`` wires the audit trail to metrics (and traces), attaches the shared session map, builds the ASGI
 app (auth, Host/Origin checks, body limit, ``/healthz`` ``/readyz`` ``/metrics``) and runs uvicorn with a graceful
 shutdown: on SIGTERM or SIGINT ``/readyz`` turns 503 at once (the load balancer stops sending work), requests
-being answered get up to ``remote.shutdown_grace_s`` to finish, and whatever still runs then is cancelled (the executor kills its
-sandbox). Then the caller's ``open_app`` closes sessions and downstream servers as usual.
+being answered get up to ``remote.shutdown_grace_s`` to finish, and whatever still runs then is cancelled (the
+executor kills its sandbox). Then the caller's ``open_app`` closes sessions and downstream servers as usual.
 """
 
 from __future__ import annotations

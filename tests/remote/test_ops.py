@@ -42,10 +42,12 @@ async def test_health_readiness_and_metrics_answer_and_count_runs_and_calls() ->
     config = test_config(remote={"auth": {"mode": "bearer", "tokens": [TOKEN]}})
     async with serving_in_process(config) as (base, _app, state):
         headers = {"Authorization": f"Bearer {TOKEN}"}
-        async with httpx2.AsyncClient(headers=headers, timeout=WAIT_S) as http:
-            async with Client(streamable_http_client(f"{base}/mcp", http_client=http), mode="legacy") as client:
-                ok = await client.call_tool("execute_program", {"code": PROGRAM})
-                failed = await client.call_tool("execute_program", {"code": "1/0"})
+        async with (
+            httpx2.AsyncClient(headers=headers, timeout=WAIT_S) as http,
+            Client(streamable_http_client(f"{base}/mcp", http_client=http), mode="legacy") as client,
+        ):
+            ok = await client.call_tool("execute_program", {"code": PROGRAM})
+            failed = await client.call_tool("execute_program", {"code": "1/0"})
         async with httpx2.AsyncClient(timeout=WAIT_S) as anonymous:  # probes and scrapes carry no token
             health = await anonymous.get(f"{base}/healthz")
             ready = await anonymous.get(f"{base}/readyz")
@@ -86,13 +88,15 @@ async def test_host_and_origin_checks_and_the_body_limit_come_from_the_config() 
     }
     body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
     headers = {"Accept": "application/json, text/event-stream"}
-    async with serving_in_process(test_config(remote=remote)) as (base, _app, _state):
-        async with httpx2.AsyncClient(timeout=WAIT_S, headers=headers) as http:
-            wrong_host = await http.post(f"{base}/mcp", json=body, headers={"Host": "evil.example.invalid"})
-            wrong_origin = await http.post(f"{base}/mcp", json=body, headers={"Origin": "https://evil.example.invalid"})
-            too_big = await http.post(f"{base}/mcp", json={**body, "pad": "x" * 100_000})
-            async with Client(streamable_http_client(f"{base}/mcp", http_client=http), mode="legacy") as client:
-                listed = await client.list_tools()
+    async with (
+        serving_in_process(test_config(remote=remote)) as (base, _app, _state),
+        httpx2.AsyncClient(timeout=WAIT_S, headers=headers) as http,
+    ):
+        wrong_host = await http.post(f"{base}/mcp", json=body, headers={"Host": "evil.example.invalid"})
+        wrong_origin = await http.post(f"{base}/mcp", json=body, headers={"Origin": "https://evil.example.invalid"})
+        too_big = await http.post(f"{base}/mcp", json={**body, "pad": "x" * 100_000})
+        async with Client(streamable_http_client(f"{base}/mcp", http_client=http), mode="legacy") as client:
+            listed = await client.list_tools()
     assert wrong_host.status_code == 421
     assert wrong_origin.status_code == 403
     assert too_big.status_code == 413
@@ -170,20 +174,22 @@ async def test_sigterm_lets_a_running_program_finish_then_exits(tmp_path: Path) 
     }
     config = write_config(tmp_path, document)
     async with serving_subprocess(config) as (base, process):
-        async with httpx2.AsyncClient(timeout=WAIT_S) as http:
-            async with Client(streamable_http_client(f"{base}/mcp", http_client=http), mode="legacy") as client:
-                results = []
+        async with (
+            httpx2.AsyncClient(timeout=WAIT_S) as http,
+            Client(streamable_http_client(f"{base}/mcp", http_client=http), mode="legacy") as client,
+        ):
+            results = []
 
-                async def run() -> None:
-                    code = "import time\ntime.sleep(1.5)\n'finished'"
-                    results.append(await client.call_tool("execute_program", {"code": code}))
+            async def run() -> None:
+                code = "import time\ntime.sleep(1.5)\n'finished'"
+                results.append(await client.call_tool("execute_program", {"code": code}))
 
-                async with anyio.create_task_group() as group:
-                    group.start_soon(run)
-                    await anyio.sleep(0.5)
-                    process.send_signal(signal.SIGTERM)
-                    await anyio.sleep(0.2)
-                    readiness = (await http.get(f"{base}/readyz")).status_code  # draining: no new work, please
+            async with anyio.create_task_group() as group:
+                group.start_soon(run)
+                await anyio.sleep(0.5)
+                process.send_signal(signal.SIGTERM)
+                await anyio.sleep(0.2)
+                readiness = (await http.get(f"{base}/readyz")).status_code  # draining: no new work, please
         started = time.monotonic()
         with anyio.fail_after(WAIT_S):
             await process.wait()
@@ -206,11 +212,11 @@ async def test_sigterm_cancels_what_outlives_the_grace_period(tmp_path: Path) ->
 
         async def run() -> None:
             try:
-                async with httpx2.AsyncClient(timeout=WAIT_S) as http:
-                    async with Client(streamable_http_client(f"{base}/mcp", http_client=http), mode="legacy") as client:
-                        outcome.append(
-                            await client.call_tool("execute_program", {"code": "import time\ntime.sleep(50)"})
-                        )
+                async with (
+                    httpx2.AsyncClient(timeout=WAIT_S) as http,
+                    Client(streamable_http_client(f"{base}/mcp", http_client=http), mode="legacy") as client,
+                ):
+                    outcome.append(await client.call_tool("execute_program", {"code": "import time\ntime.sleep(50)"}))
             except Exception as exc:  # the connection ends with the server: that is the point
                 outcome.append(exc)
 
