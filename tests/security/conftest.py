@@ -131,9 +131,10 @@ def left_behind(before: Snapshot, settle_s: float = SETTLE_S, *, temp_dirs: bool
 # --- the suite checks itself ------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="package", autouse=True)
 def nothing_left_behind_by_the_suite() -> Iterator[None]:
-    """The whole security suite leaves no processes, containers or temporary directories behind."""
+    """The whole security suite leaves no processes, containers or temporary directories behind (checked when
+    its last test is done, so other suites in the same pytest session are not blamed)."""
     before = Snapshot.take()
     yield
     leftovers = left_behind(before, 30.0, temp_dirs=True)
