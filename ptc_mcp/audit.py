@@ -22,6 +22,7 @@ from typing import IO, Any
 
 from ptc_mcp.bridge import CallRecord
 from ptc_mcp.config import AuditConfig
+from ptc_mcp.errors import ConfigError
 
 __all__ = ["SESSION_PREFIX_CHARS", "AuditLog"]
 
@@ -54,7 +55,14 @@ class AuditLog:
 
     @classmethod
     def from_config(cls, config: AuditConfig) -> AuditLog:
-        return cls(enabled=config.enabled, file=config.file, include_arguments=config.include_arguments)
+        """The audit log a config asks for; an ``audit.file`` that cannot be opened fails start-up."""
+        audit = cls(enabled=config.enabled, file=config.file, include_arguments=config.include_arguments)
+        if audit.enabled and audit._path is not None:
+            try:
+                audit._sink()
+            except OSError as exc:
+                raise ConfigError(f"audit.file: cannot open {audit._path}: {exc.strerror}") from None
+        return audit
 
     @classmethod
     def silent(cls) -> AuditLog:

@@ -30,7 +30,7 @@ async def test_a_short_soak_samples_the_server_and_writes_its_section(tmp_path: 
     report = await run_soak_bench(runs=120, sample_every=40, output=str(output))
     assert report["failures"] == 0, report["failure_examples"]
     assert report["resets"] == 1
-    assert [sample["run"] for sample in report["samples"]] == [1, 41, 81, 120]
+    assert [sample["run"] for sample in report["samples"]] == [1, 40, 80, 120]
     assert "<!-- soak:start -->" in output.read_text()
 
 

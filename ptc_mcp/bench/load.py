@@ -5,8 +5,9 @@ downstream. ``--clients`` official MCP clients connect over streamable HTTP at o
 programs one after another in its own session, each program making ``--calls`` nested tool calls and returning a
 value the bench checks. Reported: failures (any error result, wrong value or exception), throughput, latency
 percentiles, and the server's footprint read from ``/proc`` before and after: resident memory, open file
-descriptors and descendant processes (sandboxes, warm interpreters, the downstream server). "After" is taken once
-the clients have disconnected and their sessions are closed, so leaked processes or descriptors would show.
+descriptors and descendant processes (sandboxes, warm interpreters, the downstream server). "Before" is the idle
+server; "after" is taken once the clients have disconnected and their sessions are closed (at once in legacy mode,
+where the MCP session owns the interpreter; by idle expiry with ``--mode auto``), so leaks would show.
 """
 
 from __future__ import annotations
@@ -41,6 +42,16 @@ async def _expected_total(url: str, mode: str, calls: int) -> Any:
         return (result.structured_content or {}).get("result")
 
 
+async def _idle(pid: int) -> Footprint:
+    """The footprint once the server is idle: its descendant count (warm pool filling) unchanged for a second."""
+    seen: list[int] = []
+    with anyio.move_on_after(SETTLE_TIMEOUT_S):
+        while len(seen) < 4 or len(set(seen[-4:])) > 1:
+            seen.append(footprint(pid).descendants)
+            await anyio.sleep(0.25)
+    return footprint(pid)
+
+
 async def _settle(pid: int, baseline: Footprint) -> tuple[Footprint, float]:
     """Wait (bounded) until the server's descendants are back to the baseline count; the footprint then."""
     started = time.monotonic()
@@ -63,8 +74,8 @@ async def run_load_bench(
     limits = {"max_concurrent_runs": 8, "max_queued_runs": max(32, clients), "timeout_s": 120}
     sandbox = {"max_sessions": clients + 8, "session_idle_s": 2}
     async with serve_subprocess("http", limits=limits, sandbox=sandbox) as served:
+        before = await _idle(served.pid)
         expected = await _expected_total(served.url, mode, calls)
-        before, _ = await _settle(served.pid, footprint(served.pid))
         peak = before
 
         async def client_loop(number: int) -> None:
@@ -109,6 +120,7 @@ async def run_load_bench(
     total = clients * programs
     report: dict[str, Any] = {
         "machine": machine(),
+        "load_average": round(os.getloadavg()[0], 2),
         "isolated": process_sandbox_isolated(),
         "mode": mode,
         "clients": clients,
@@ -182,12 +194,13 @@ Server process, from `/proc` (descendants: sandboxes, warm interpreters, the dow
 
 | | RSS (MB) | open fds | descendant processes |
 |---|---:|---:|---:|
-| before (after one warm-up program) | {b["rss_mb"]:.1f} | {b["fds"]:.0f} | {b["descendants"]:.0f} |
+| before (idle, before the first program) | {b["rss_mb"]:.1f} | {b["fds"]:.0f} | {b["descendants"]:.0f} |
 | peak during the load | {p["rss_mb"]:.1f} | {p["fds"]:.0f} | {p["descendants"]:.0f} |
 | after (clients gone, sessions closed; {report["settle_s"]} s to settle) \
 | {a["rss_mb"]:.1f} | {a["fds"]:.0f} | {a["descendants"]:.0f} |
 | **leaked** | | **{report["leaked_fds"]}** | **{report["leaked_processes"]}** |
 
 Latency here is queueing-dominated: {report["clients"]} clients share 8 run slots on {os.cpu_count()} cores,
-with the clients themselves in one process on the same machine.
+with the clients themselves in one process on the same machine (1-minute load average when the load ended:
+{report["load_average"]}).
 """

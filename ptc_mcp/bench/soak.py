@@ -9,6 +9,7 @@ memory, open file descriptors and descendant processes from ``/proc``: flat line
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import Any
@@ -53,11 +54,13 @@ async def run_soak_bench(
             expected = number % RESET_EVERY + 1
             if result.is_error or content.get("result") != expected:
                 failures.append(f"run {number}: {content.get('error') or content.get('result')} (expected {expected})")
-            if number % sample_every == 0 or number == runs - 1:
+            # Every N runs, counted so that a sample never falls right after a reset (a warm pool refill in flight).
+            if number == 0 or (number + 1) % sample_every == 0 or number == runs - 1:
                 samples.append({"run": float(number + 1), **footprint(served.pid).as_dict()})
         wall_s = time.perf_counter() - started
     report: dict[str, Any] = {
         "machine": machine(),
+        "load_average": round(os.getloadavg()[0], 2),
         "isolated": process_sandbox_isolated(),
         "runs": runs,
         "resets": resets,
@@ -111,7 +114,8 @@ def _markdown(report: dict[str, Any]) -> str:
 child process on 127.0.0.1; one official MCP client runs {report["runs"]} programs in a row in one session (each
 makes a nested call and prints; every {RESET_EVERY}th resets the session, {report["resets"]} interpreter
 replacements in all). **{report["failures"]} failures**; {report["wall_s"]} s, {report["runs_per_s"]} runs/s,
-round trip p50 {report["latency_ms"]["p50"]} ms, p99 {report["latency_ms"]["p99"]} ms.
+round trip p50 {report["latency_ms"]["p50"]} ms, p99 {report["latency_ms"]["p99"]} ms (1-minute load average at
+the end: {report["load_average"]}).
 
 Server process, sampled from `/proc` (descendants: the session's interpreter, the warm pool, the downstream
 server):
