@@ -35,6 +35,7 @@ def demo_config(allow_unisolated: bool) -> dict[str, object]:
     return {
         "mcpServers": {"expenses": {"command": sys.executable, "args": ["-m", "ptc_mcp.examples.expenses"]}},
         "sandbox": {"kind": "auto", "allow_unisolated": allow_unisolated},
+        "audit": {"enabled": False},  # the demo prints what matters; the audit trail would interleave on stderr
     }
 
 
