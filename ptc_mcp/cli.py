@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 
 from ptc_mcp import __version__
-from ptc_mcp.config import Config, load_config
+from ptc_mcp.config import Config, load_config, parse_config
 from ptc_mcp.errors import ConfigError, SandboxUnavailableError
 
 AUTH_TOKEN_ENV = "PTC_MCP_AUTH_TOKEN"
@@ -30,6 +30,11 @@ def _setup_logging(level: str) -> None:
 
 def _load(path: str) -> Config:
     try:
+        if path.lstrip().startswith("{"):  # the document itself, e.g. PTC_MCP_CONFIG in a container's environment
+            try:
+                return parse_config(json.loads(path))
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"inline config: not valid JSON ({exc.msg} at column {exc.colno})") from None
         return load_config(path)
     except ConfigError as exc:
         print(f"ptc-mcp: {exc}", file=sys.stderr)
@@ -151,7 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="serve execute_program to an MCP client")
     env = os.environ
-    serve.add_argument("--config", default=env.get(CONFIG_ENV), help=f"the JSON config file (or {CONFIG_ENV})")
+    serve.add_argument(
+        "--config", default=env.get(CONFIG_ENV), help=f"the JSON config file, or the JSON itself (or {CONFIG_ENV})"
+    )
     serve.add_argument(
         "--transport",
         choices=["stdio", "sse", "http"],
