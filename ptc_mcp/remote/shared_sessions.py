@@ -273,7 +273,11 @@ class SessionSharing:
 
     async def reap_idle(self, idle_s: float) -> int:
         """Stop the interpreters of sessions nobody used for ``idle_s`` on any instance; returns how many."""
-        reaped = await self.map.reap_idle(idle_s)
+        try:
+            reaped = await self.map.reap_idle(idle_s)
+        except (OSError, sqlite3.Error) as exc:  # the reaper must outlive a map that is briefly unavailable
+            log.warning("could not expire idle sessions in the shared map: %s", exc)
+            return 0
         for _key, state in reaped:
             if state is None:
                 continue
