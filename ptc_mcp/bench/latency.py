@@ -50,7 +50,9 @@ async def run_latency_bench(runs: int = 300, output: str | None = "docs/benchmar
     nested: list[float] = []
     with tempfile.TemporaryDirectory(prefix="ptc-mcp-bench-") as folder:
         config_path = Path(folder) / "config.json"
-        config_path.write_text(json.dumps(demo_config(allow_unisolated=not isolated)), encoding="utf-8")
+        config = demo_config(allow_unisolated=not isolated)
+        config["audit"] = {"file": str(Path(folder) / "audit.log")}  # measured with the audit trail on, as served
+        config_path.write_text(json.dumps(config), encoding="utf-8")
         ptc = StdioServerParameters(
             command=sys.executable, args=["-m", "ptc_mcp", "serve", "--config", str(config_path)]
         )
