@@ -233,6 +233,7 @@ class Runtime(object):
         self.stdout = Capture(self, "stdout")
         self.stderr = Capture(self, "stderr")
         self.runs = queue.Queue()
+        self.end_mark_fd = None
         self.worker = threading.Thread(target=self._work, name="ptc-program", daemon=True)
 
     # -- output ---------------------------------------------------------------------------------------------------
@@ -408,6 +409,11 @@ class Runtime(object):
                 report.pop("error")
         report["tool_calls"] = self.calls
         report["output_dropped"] = self.out_dropped  # bytes past the cap: the host adds the truncation marker
+        if self.end_mark_fd is not None:
+            try:  # everything written to the real fds before this mark belongs to this run (raw_output.py)
+                os.write(self.end_mark_fd, b"\x00ptc-run-end:" + self.run_id.encode("ascii", "replace") + b"\x00")
+            except OSError:
+                pass
         self.run_id = None
         self.protocol.send(report)
 
@@ -545,6 +551,7 @@ def main():
     proto_in, proto_out = _take_stdio()
     protocol = Protocol(proto_out)
     runtime = Runtime(protocol)
+    runtime.end_mark_fd = 2
     sys.stdout = runtime.stdout
     sys.stderr = runtime.stderr
     warnings.showwarning = _show_warning

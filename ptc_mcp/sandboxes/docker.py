@@ -8,7 +8,6 @@ runs in a worker thread; the protocol itself runs on the event loop over the att
 
 from __future__ import annotations
 
-import codecs
 import functools
 import logging
 import secrets
@@ -38,6 +37,7 @@ from ptc_mcp.sandboxes.docker_launch import (
 from ptc_mcp.sandboxes.docker_pool import WarmPool
 from ptc_mcp.sandboxes.docker_settings import DockerSettings, container_spec, parse_docker_settings
 from ptc_mcp.sandboxes.docker_stream import AttachedStream, has_unexpected_input
+from ptc_mcp.sandboxes.raw_output import RawOutput
 from ptc_mcp.sandboxes.stream import RuntimeChannel
 
 __all__ = ["DockerBackend", "DockerSession", "DockerSettings", "create_backend"]
@@ -56,7 +56,7 @@ class DockerSession:
         self.warm = warm
         """True when the container came from the warm pool."""
         self._stream = AttachedStream(launched.handle, launched.demux)
-        self._channel = RuntimeChannel(self._stream, self._stream)
+        self._channel = RuntimeChannel(self._stream, self._stream, RawOutput())
         self._channel.python_version = launched.ready.python
         self._closed = False
         self._running = False
@@ -73,10 +73,12 @@ class DockerSession:
         return self._channel.python_version
 
     async def run(self, request: RunRequest, call_tool: ToolCallHandler, output: OutputSink) -> RunReport:
-        decoder = codecs.getincrementaldecoder("utf-8")("replace")
         demux = self._stream.demux
+        raw = self._channel.raw
+        assert raw is not None
         # Output written to the real fd 1/2 (C code, child processes) arrives as stderr frames.
-        demux.on_stderr = lambda data: output.write("stderr", decoder.decode(data))
+        raw.output = output
+        demux.on_stderr = raw.feed
         self._running = True
         try:
             return await self._channel.run(request, call_tool, output)
@@ -89,6 +91,7 @@ class DockerSession:
             raise await self._diagnose(wrapped) from None
         finally:
             demux.on_stderr = None
+            raw.output = None
             self._running = False
 
     async def _diagnose(self, failure: SandboxFailure) -> SandboxFailure:

@@ -8,7 +8,6 @@ one instead of paying start-up.
 
 from __future__ import annotations
 
-import codecs
 import logging
 import os
 import sys
@@ -22,6 +21,7 @@ from ptc_mcp.errors import SandboxFailure, raise_from_group
 from ptc_mcp.sandboxes import sandbox_limits
 from ptc_mcp.sandboxes.base import OutputSink, RunReport, RunRequest, SandboxLimits, ToolCallHandler
 from ptc_mcp.sandboxes.isolation import LaunchSpec, bubblewrap_status, plan_launch, reap_stale_scratch_dirs
+from ptc_mcp.sandboxes.raw_output import RawOutput
 from ptc_mcp.sandboxes.stream import PYTHON_ARGS, RuntimeChannel
 from ptc_mcp.sandboxes.warm_pool import WarmPool
 
@@ -74,14 +74,17 @@ class ProcessSession:
     async def _pump_stderr(self, output: OutputSink) -> None:
         """Output written to the real fd 1/2 (C code, child processes): delivered as the run's stderr."""
         stream = self._process.stderr
-        if stream is None:
+        raw = self._channel.raw
+        if stream is None or raw is None:
             return
-        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        raw.output = output
         try:
             async for chunk in stream:
-                output.write("stderr", decoder.decode(chunk))
+                raw.feed(chunk)
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
             return
+        finally:
+            raw.output = None
 
     async def _exit_note(self) -> str:
         with anyio.move_on_after(1):
@@ -147,7 +150,7 @@ class ProcessBackend:
         except OSError as exc:
             spec.cleanup()
             raise SandboxFailure(f"cannot start the sandbox interpreter: {exc}") from None
-        channel = RuntimeChannel(process.stdin, process.stdout)  # type: ignore[arg-type]
+        channel = RuntimeChannel(process.stdin, process.stdout, RawOutput())  # type: ignore[arg-type]
         session = ProcessSession(spec, process, channel, on_close=self._sessions.discard)
         try:
             await session._channel.start()

@@ -28,6 +28,7 @@ from ptc_mcp.sandboxes.protocol import (
     encode,
     parse_runtime_message,
 )
+from ptc_mcp.sandboxes.raw_output import RawOutput
 
 BOOTSTRAP = (
     "import sys;b=sys.stdin.buffer;n=int(b.readline());"
@@ -51,7 +52,11 @@ def runtime_source() -> bytes:
 class RuntimeChannel:
     """Speaks the protocol to one runtime over its stdin/stdout streams."""
 
-    def __init__(self, send_stream: ByteSendStream, receive_stream: ByteReceiveStream) -> None:
+    def __init__(
+        self, send_stream: ByteSendStream, receive_stream: ByteReceiveStream, raw: RawOutput | None = None
+    ) -> None:
+        self.raw = raw
+        """The interpreter's raw fd 1/2 output, when the backend reads it: the run waits for its end mark."""
         self._send_stream = send_stream
         self._receive = BufferedByteReceiveStream(receive_stream)
         self._send_lock = anyio.Lock()
@@ -103,9 +108,10 @@ class RuntimeChannel:
             }
         )
         self._catalog_version = request.catalog_version
+        done: Done | None = None
         try:
             async with anyio.create_task_group() as calls:
-                while True:
+                while done is None:
                     message = await self._next_message()
                     if isinstance(message, Ready) or message.id != request.run_id:
                         continue  # stray or stale: never taken for this run's protocol
@@ -114,11 +120,15 @@ class RuntimeChannel:
                     elif isinstance(message, Output):
                         output.write(message.stream, message.data)
                     else:
-                        calls.cancel_scope.cancel()
-                        return report_from_done(message)
+                        done = message
+                calls.cancel_scope.cancel()  # calls the program left unawaited
         except BaseExceptionGroup as group:
             raise_from_group(group)
-        raise AssertionError("unreachable")  # pragma: no cover
+        if done is None:  # pragma: no cover - the loop only ends with a done message or an exception
+            raise SandboxFailure("the run ended without a done message")
+        if self.raw is not None:
+            await self.raw.wait_for_end(request.run_id)
+        return report_from_done(done)
 
     async def cancel(self, run_id: str) -> None:
         """Ask the runtime to cancel the run (the caller still enforces a hard deadline)."""
