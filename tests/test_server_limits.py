@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
-import mcp_types as types
 import pytest
 from mcp import Client
 
@@ -19,6 +18,7 @@ from ptc_mcp.sandboxes.isolation import processes_of_user
 from ptc_mcp.sandboxes.process import ProcessBackend, ProcessSession
 from ptc_mcp.server import build_server
 from tests.conftest import start_time, test_config
+from tests.mcp_calls import error_type, execute, structured
 
 pytestmark = pytest.mark.anyio
 
@@ -37,21 +37,6 @@ class RecordingBackend(ProcessBackend):
         session = await super().start_session()
         self.started.append(session)
         return session
-
-
-async def execute(client: Client, code: Any, **arguments: Any) -> types.CallToolResult:
-    with anyio.fail_after(WAIT_S):
-        return await client.call_tool("execute_program", {"code": code, **arguments})
-
-
-def structured(result: types.CallToolResult) -> dict[str, Any]:
-    assert result.structured_content is not None
-    return result.structured_content
-
-
-def error_type(result: types.CallToolResult) -> str | None:
-    error = structured(result)["error"]
-    return None if error is None else error["type"]
 
 
 def remains_of(session: ProcessSession) -> list[str]:

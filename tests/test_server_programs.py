@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
-import mcp_types as types
 import pytest
 from mcp import Client
 
@@ -20,6 +19,7 @@ from ptc_mcp.demo import audit_program
 from ptc_mcp.examples.expenses_data import dataset, expenses_of, over_budget_engineers
 from ptc_mcp.server import build_server
 from tests.conftest import EXPENSES_STDIO, TIME_STDIO, test_config
+from tests.mcp_calls import error_type, execute, structured
 
 pytestmark = pytest.mark.anyio
 
@@ -48,21 +48,6 @@ async def client(app: App) -> AsyncIterator[Client]:
     """A client on the handshake-era protocol: its MCP session owns one interpreter."""
     async with Client(build_server(app), mode="legacy") as connected:
         yield connected
-
-
-async def execute(client: Client, code: str, **arguments: Any) -> types.CallToolResult:
-    with anyio.fail_after(WAIT_S):
-        return await client.call_tool("execute_program", {"code": code, **arguments})
-
-
-def structured(result: types.CallToolResult) -> dict[str, Any]:
-    assert result.structured_content is not None
-    return result.structured_content
-
-
-def error_type(result: types.CallToolResult) -> str | None:
-    error = structured(result)["error"]
-    return None if error is None else error["type"]
 
 
 async def test_the_audit_program_finds_the_ground_truth(client: Client) -> None:

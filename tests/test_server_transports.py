@@ -19,7 +19,6 @@ from typing import Any
 
 import anyio
 import httpx2
-import mcp_types as types
 import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.sse import sse_client
@@ -30,6 +29,7 @@ from ptc_mcp.examples.expenses_data import over_budget_engineers
 from ptc_mcp.server import build_server
 from tests.conftest import EXPENSES_STDIO, TIME_STDIO, test_config
 from tests.example_servers import example_server_url
+from tests.mcp_calls import execute, structured
 
 pytestmark = pytest.mark.anyio
 
@@ -50,16 +50,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-async def execute(client: Client, code: str, **arguments: Any) -> types.CallToolResult:
-    with anyio.fail_after(WAIT_S):
-        return await client.call_tool("execute_program", {"code": code, **arguments})
-
-
-def structured(result: types.CallToolResult) -> dict[str, Any]:
-    assert result.structured_content is not None, result
-    return result.structured_content
 
 
 @asynccontextmanager

@@ -45,7 +45,7 @@ _MAX_TYPE_CHARS = 160
 _MAX_PARAMS = 40
 _MAX_DEFAULT_CHARS = 40
 
-_JSON_TYPES = {
+JSON_TYPE_NAMES = {
     "string": "str",
     "integer": "int",
     "number": "float",
@@ -231,7 +231,7 @@ def _render_plain(schema: Mapping[str, Any], root: Any, level: int, depth: int, 
         return "list"
     if kind == "object":
         return _object_type(schema, root, level, depth, refs)
-    return _JSON_TYPES.get(kind, "Any") if isinstance(kind, str) else "Any"
+    return JSON_TYPE_NAMES.get(kind, "Any") if isinstance(kind, str) else "Any"
 
 
 def _object_type(schema: Mapping[str, Any], root: Any, level: int, depth: int, refs: tuple[str, ...]) -> str:
@@ -272,8 +272,8 @@ def _coarse(schema: Mapping[str, Any] | None) -> str:
     if schema is None:
         return "Any"
     kind = schema.get("type")
-    if isinstance(kind, str) and kind in _JSON_TYPES:
-        return _JSON_TYPES[kind]
+    if isinstance(kind, str) and kind in JSON_TYPE_NAMES:
+        return JSON_TYPE_NAMES[kind]
     if "properties" in schema:
         return "dict"
     if "items" in schema:

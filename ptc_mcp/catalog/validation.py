@@ -29,7 +29,7 @@ import jsonschema.validators  # type: ignore[import-untyped,unused-ignore]
 import mcp_types
 import referencing.exceptions
 
-from ptc_mcp.catalog.signatures import schema_type
+from ptc_mcp.catalog.signatures import JSON_TYPE_NAMES, schema_type
 
 __all__ = ["ArgumentError", "ArgumentProblem", "check_arguments", "clear_validator_cache"]
 
@@ -37,15 +37,6 @@ logger = logging.getLogger("ptc_mcp.catalog")
 
 ArgumentProblem = Literal["missing", "unexpected", "type", "choice", "invalid", "not_an_object"]
 
-_PYTHON_TYPES = {
-    "string": "str",
-    "integer": "int",
-    "number": "float",
-    "boolean": "bool",
-    "null": "None",
-    "array": "list",
-    "object": "dict",
-}
 _MAX_SHOWN_VALUE = 60
 _MAX_CHOICES = 12
 
@@ -252,7 +243,7 @@ def _path_text(path: list[Any]) -> str:
 
 
 def _type_names(value: Any) -> str:
-    names = [_PYTHON_TYPES.get(v, str(v)) for v in (value if isinstance(value, list) else [value])]
+    names = [JSON_TYPE_NAMES.get(v, str(v)) for v in (value if isinstance(value, list) else [value])]
     if "float" in names and "int" not in names:
         names[names.index("float")] = "float (or int)"
     return " or ".join(names)

@@ -28,7 +28,7 @@ from ptc_mcp.errors import ConfigError, SandboxFailure, ToolCallError, raise_fro
 from ptc_mcp.sandboxes.agentcore_client import InterpreterClient, ToolOutput, aws_failure
 from ptc_mcp.sandboxes.agentcore_steps import DRIVER, StepCodec
 from ptc_mcp.sandboxes.base import BackendInfo, OutputSink, RunReport, RunRequest, ToolCallHandler
-from ptc_mcp.sandboxes.protocol import Call, Done, ProtocolError
+from ptc_mcp.sandboxes.protocol import Call, Done, ProtocolError, run_message
 from ptc_mcp.sandboxes.stream import report_from_done
 
 __all__ = ["AgentCoreBackend", "AgentCoreSession", "AgentCoreSettings", "create_backend"]
@@ -185,16 +185,7 @@ class AgentCoreSession:
         if self._closed or self._broken:
             raise SandboxFailure("the AgentCore session is closed or broken")
         fresh_catalog = request.catalog_version != self._catalog_version
-        inbox: list[dict[str, Any]] = [
-            {
-                "type": "run",
-                "id": request.run_id,
-                "code": request.code,
-                "catalog": request.catalog if fresh_catalog else None,
-                "catalog_version": request.catalog_version,
-                "max_output_bytes": request.max_output_bytes,
-            }
-        ]
+        inbox: list[dict[str, Any]] = [run_message(request, with_catalog=fresh_catalog)]
         self._catalog_version = request.catalog_version
         self.steps = 0
         self.step_seconds = []

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from ptc_mcp.errors import SandboxFailure
+from ptc_mcp.sandboxes.base import RunRequest
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 MAX_NESTING = 100
@@ -101,6 +102,18 @@ def _depth_exceeds(value: Any, limit: int) -> bool:
             children = item.values() if isinstance(item, dict) else item
             stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
     return False
+
+
+def run_message(request: RunRequest, *, with_catalog: bool) -> dict[str, Any]:
+    """The host's ``run`` message (the catalog only when the runtime has not seen this version)."""
+    return {
+        "type": "run",
+        "id": request.run_id,
+        "code": request.code,
+        "catalog": request.catalog if with_catalog else None,
+        "catalog_version": request.catalog_version,
+        "max_output_bytes": request.max_output_bytes,
+    }
 
 
 def encode(message: dict[str, Any]) -> bytes:

@@ -10,13 +10,13 @@ import functools
 import json
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import anyio
 from anyio.abc import ByteReceiveStream, ByteSendStream
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from ptc_mcp.errors import SandboxFailure, ToolCallError, raise_from_group
+from ptc_mcp.errors import ErrorType, SandboxFailure, ToolCallError, raise_from_group
 from ptc_mcp.sandboxes.base import OutputSink, RunReport, RunRequest, ToolCallHandler
 from ptc_mcp.sandboxes.protocol import (
     MAX_MESSAGE_BYTES,
@@ -27,6 +27,7 @@ from ptc_mcp.sandboxes.protocol import (
     Ready,
     encode,
     parse_runtime_message,
+    run_message,
 )
 from ptc_mcp.sandboxes.raw_output import RawOutput
 
@@ -97,16 +98,7 @@ class RuntimeChannel:
     async def run(self, request: RunRequest, call_tool: ToolCallHandler, output: OutputSink) -> RunReport:
         """Run one program to its ``done`` message, answering its tool calls concurrently."""
         fresh_catalog = request.catalog_version != self._catalog_version
-        await self._send(
-            {
-                "type": "run",
-                "id": request.run_id,
-                "code": request.code,
-                "catalog": request.catalog if fresh_catalog else None,
-                "catalog_version": request.catalog_version,
-                "max_output_bytes": request.max_output_bytes,
-            }
-        )
+        await self._send(run_message(request, with_catalog=fresh_catalog))
         self._catalog_version = request.catalog_version
         done: Done | None = None
         try:
@@ -159,19 +151,7 @@ def report_from_done(done: Done) -> RunReport:
             output_dropped=done.output_dropped,
         )
     error = done.error
-    known = {
-        "timeout",
-        "memory_limit",
-        "process_limit",
-        "output_limit",
-        "disk_limit",
-        "tool_call_limit",
-        "tool_denied",
-        "tool_error",
-        "program_error",
-        "cancelled",
-    }
-    error_type: Any = error.type if error.type in known else "program_error"
+    error_type: Any = error.type if error.type in get_args(ErrorType) else "program_error"
     return RunReport(
         ok=False,
         error_type=error_type,
