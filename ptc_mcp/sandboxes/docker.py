@@ -56,7 +56,9 @@ class DockerSession:
         self.warm = warm
         """True when the container came from the warm pool."""
         self._stream = AttachedStream(launched.handle, launched.demux)
-        self._channel = RuntimeChannel(self._stream, self._stream, RawOutput())
+        raw = RawOutput()
+        raw.pump = self._stream.pump  # after `done` nobody else reads the socket that carries stderr frames
+        self._channel = RuntimeChannel(self._stream, self._stream, raw)
         self._channel.python_version = launched.ready.python
         self._closed = False
         self._running = False

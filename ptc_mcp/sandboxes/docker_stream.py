@@ -160,6 +160,16 @@ class AttachedStream(ByteStream):
         del stdout[:max_bytes]
         return chunk
 
+    async def pump(self) -> None:
+        """Read and demultiplex one more chunk (stdout is kept for the next reader, stderr goes to its callback)."""
+        if self._closed:
+            raise anyio.ClosedResourceError
+        data = await self._recv()
+        if not data:
+            self.at_eof = True
+            raise anyio.EndOfStream
+        self.demux.feed(data)
+
     async def _recv(self) -> bytes:
         while True:
             try:

@@ -10,6 +10,7 @@ A program can forge the mark; that only ends the wait for its own output early.
 from __future__ import annotations
 
 import codecs
+from collections.abc import Awaitable, Callable
 
 import anyio
 
@@ -31,6 +32,8 @@ class RawOutput:
         self._ended: set[str] = set()
         self._changed = anyio.Event()
         self.output: OutputSink | None = None
+        self.pump: Callable[[], Awaitable[None]] | None = None
+        """For sources nobody else reads once the run is done (Docker's attach socket): read one more chunk."""
 
     def feed(self, data: bytes) -> None:
         buffer = self._held + data
@@ -57,9 +60,15 @@ class RawOutput:
     async def wait_for_end(self, run_id: str, timeout_s: float = END_WAIT_S) -> None:
         """Until the runtime's end mark for ``run_id`` has passed (bounded: a dead pipe must not hang a run)."""
         with anyio.move_on_after(timeout_s):
-            while run_id not in self._ended:
-                self._changed = anyio.Event()
-                await self._changed.wait()
+            try:
+                while run_id not in self._ended:
+                    if self.pump is not None:
+                        await self.pump()
+                    else:
+                        self._changed = anyio.Event()
+                        await self._changed.wait()
+            except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                pass  # the source is gone: its mark never comes
         self._ended.discard(run_id)
 
 
