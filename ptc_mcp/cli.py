@@ -118,7 +118,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.bench == "latency":
         from ptc_mcp.bench.latency import run_latency_bench
 
-        report: dict[str, Any] = anyio.run(run_latency_bench, args.runs or 300, args.output)
+        kinds = tuple(kind for kind in args.backends.split(",") if kind and kind != "none")
+        report: dict[str, Any] = anyio.run(run_latency_bench, args.runs or 300, args.output, kinds, args.rounds)
     elif args.bench == "catalog":
         from ptc_mcp.bench.catalog import run_catalog_bench
 
@@ -194,6 +195,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--output", default="docs/benchmarks.md", help="markdown file to write (latency, catalog)")
     bench.add_argument("--json", action="store_true", help="print one JSON document")
+    bench.add_argument(
+        "--backends", default="process,docker,agentcore", help="latency: backends side by side ('none': skip)"
+    )
+    bench.add_argument("--rounds", type=int, default=20, help="latency: interleaved rounds over the backends")
     bench.add_argument("--model", default="scripted", help="tokens: scripted (simulated) or bedrock:<model-id>")
     bench.add_argument("--tasks", help="tokens: tasks from path.py[:ATTR] or package.module[:ATTR]")
     bench.add_argument("--config", help="tokens: a config with the tasks' servers (default: built from the tasks)")

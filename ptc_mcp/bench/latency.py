@@ -16,11 +16,14 @@ from typing import Any
 
 from mcp import Client, StdioServerParameters
 
+from ptc_mcp.bench.backends import KINDS, measure_backends
+from ptc_mcp.bench.backends import markdown as backends_markdown
 from ptc_mcp.bench.report import machine, summary, write_section
 from ptc_mcp.config import Config
 from ptc_mcp.demo import demo_config
 from ptc_mcp.errors import SandboxUnavailableError
 from ptc_mcp.sandboxes import create_backend
+from ptc_mcp.sandboxes.base import SandboxLimits
 
 WARMUP = 20
 NESTED_PROGRAM = """
@@ -38,7 +41,12 @@ def _ms(started: float) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-async def run_latency_bench(runs: int = 300, output: str | None = "docs/benchmarks.md") -> dict[str, Any]:
+async def run_latency_bench(
+    runs: int = 300,
+    output: str | None = "docs/benchmarks.md",
+    backends: tuple[str, ...] = KINDS,
+    rounds: int = 20,
+) -> dict[str, Any]:
     try:
         backend = create_backend(Config())
         kind, isolated = backend.kind, True
@@ -78,7 +86,7 @@ async def run_latency_bench(runs: int = 300, output: str | None = "docs/benchmar
                         "execute_program", {"code": NESTED_PROGRAM.format(calls=10), "session": session}
                     )
                     nested.extend((batch.structured_content or {}).get("result") or [])
-    report = {
+    report: dict[str, Any] = {
         "backend": kind,
         "isolated": isolated,
         "machine": machine(),
@@ -91,8 +99,12 @@ async def run_latency_bench(runs: int = 300, output: str | None = "docs/benchmar
         },
     }
     _print(report)
+    if backends:
+        report["backends"] = await measure_backends(backends, rounds, SandboxLimits())
+        print(backends_markdown(report["backends"]), file=sys.stderr)
     if output:
-        write_section(output, "latency", _markdown(report))
+        body = _markdown(report) + ("\n" + backends_markdown(report["backends"]) if backends else "")
+        write_section(output, "latency", body)
     return report
 
 
