@@ -46,6 +46,7 @@ async def open_app(
                 stateless=config.sandbox.stateless,
                 session_idle_s=config.sandbox.session_idle_s,
                 max_sessions=config.sandbox.max_sessions,
+                unclaimed_session_idle_s=config.sandbox.unclaimed_session_idle_s,
                 audit=AuditLog.from_config(config.audit),
             )
             async with executor:

@@ -82,6 +82,8 @@ class SandboxConfig(_Strict):
     stateless: bool = False
     """A fresh sandbox for every call instead of one live interpreter per session."""
     session_idle_s: float = Field(default=900.0, gt=0)
+    unclaimed_session_idle_s: float = Field(default=120.0, gt=0)
+    """Idle limit of a session started without a handle that nobody has continued or bound to a connection yet."""
     max_sessions: int = Field(default=32, ge=1)
     scratch_mb: int = Field(default=64, ge=1)
     max_processes: int = Field(default=64, ge=1)

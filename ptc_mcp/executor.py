@@ -77,13 +77,16 @@ class Executor:
         stateless: bool = False,
         session_idle_s: float = 900.0,
         max_sessions: int = 32,
+        unclaimed_session_idle_s: float | None = None,
         audit: AuditLog | None = None,
     ) -> None:
         self.backend = backend
         self.bridge = bridge
         self.limits = limits
         self.stateless = stateless
-        self.sessions = SessionStore(idle_s=session_idle_s, max_sessions=max_sessions)
+        self.sessions = SessionStore(
+            idle_s=session_idle_s, max_sessions=max_sessions, unclaimed_idle_s=unclaimed_session_idle_s
+        )
         self.audit = audit or AuditLog.silent()
         self._slots = anyio.Semaphore(limits.max_concurrent_runs)
         self._in_flight = 0
@@ -169,8 +172,13 @@ class Executor:
 
     async def _resolve_session(self, request: ExecuteRequest) -> Session | None:
         if request.session is None:
-            return await self.sessions.create(request.owner)
-        return await self.sessions.find(request.session, request.owner)
+            session = await self.sessions.create(request.owner)
+            session.unclaimed = True
+            return session
+        found = await self.sessions.find(request.session, request.owner)
+        if found is not None:
+            found.unclaimed = False
+        return found
 
     async def _run_stateless(self, request: ExecuteRequest, events: RunEvents | None) -> RunResult:
         session = Session(handle="", owner=request.owner)

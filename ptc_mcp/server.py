@@ -175,6 +175,7 @@ def build_server(app: App) -> Server[Any]:
             await reporter.flush()
         if implicit and arguments.session is None and result.session and SESSION_STATE_KEY not in connection.state:
             connection.state[SESSION_STATE_KEY] = result.session
+            app.executor.sessions.mark_claimed(result.session)
             connection.exit_stack.push_async_callback(app.executor.sessions.close, result.session)
         return result.to_call_tool_result()
 

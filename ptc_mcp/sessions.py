@@ -43,6 +43,9 @@ class Session:
     runs: int = 0
     shared_version: int = -1
     """With a shared session map: the map's version this instance's ``sandbox`` belongs to (-1: none)."""
+    unclaimed: bool = False
+    """Started without a handle and neither continued by its handle nor bound to a connection yet: clients of the
+    stateless protocol that never pass handles back leave such sessions behind, so they expire sooner."""
 
     async def discard_sandbox(self) -> None:
         """Kill the interpreter (after a timeout, a crash or on reset); the next run starts a fresh one."""
@@ -69,8 +72,9 @@ class Session:
 class SessionStore:
     """All live sessions of this server instance."""
 
-    def __init__(self, *, idle_s: float, max_sessions: int) -> None:
+    def __init__(self, *, idle_s: float, max_sessions: int, unclaimed_idle_s: float | None = None) -> None:
         self._idle_s = idle_s
+        self._unclaimed_idle_s = min(idle_s, unclaimed_idle_s) if unclaimed_idle_s is not None else idle_s
         self._max_sessions = max_sessions
         self._sessions: dict[str, Session] = {}
         self.sharing: SessionSharing | None = None
@@ -109,6 +113,12 @@ class SessionStore:
             return
         async with self.sharing.claim(session):
             yield session
+
+    def mark_claimed(self, handle: str) -> None:
+        """The session's handle reached someone who keeps it (a connection, or a call that passed it back)."""
+        session = self._sessions.get(handle)
+        if session is not None:
+            session.unclaimed = False
 
     def get(self, handle: str, owner: str | None) -> Session | None:
         session = self._sessions.get(handle)
@@ -150,7 +160,11 @@ class SessionStore:
     async def expire_idle(self) -> int:
         """Close sessions idle for longer than the limit; returns how many."""
         now = time.monotonic()
-        stale = [s.handle for s in self._sessions.values() if not s.lock.locked() and now - s.last_used > self._idle_s]
+        stale = [
+            s.handle
+            for s in self._sessions.values()
+            if not s.lock.locked() and now - s.last_used > (self._unclaimed_idle_s if s.unclaimed else self._idle_s)
+        ]
         if self.sharing is not None:
             # Idle here is not idle everywhere: let go locally; the map's expiry stops what nobody used.
             for handle in stale:

@@ -49,3 +49,21 @@ async def test_reset_discards_only_that_sessions_interpreter(open_test_app: Open
             kept = await app.executor.execute(ExecuteRequest(code="x", session=two.session))
     assert reset.result is False
     assert kept.result == 2
+
+
+async def test_a_session_nobody_continued_expires_sooner_than_one_that_was_continued(
+    open_test_app: OpenTestApp,
+) -> None:
+    with anyio.fail_after(WAIT_S):
+        async with open_test_app(servers={}, sandbox={"session_idle_s": 600, "unclaimed_session_idle_s": 30}) as app:
+            abandoned = await app.executor.execute(ExecuteRequest(code="x = 1"))
+            kept = await app.executor.execute(ExecuteRequest(code="y = 1"))
+            await app.executor.execute(ExecuteRequest(code="y", session=kept.session))
+            for session in (app.executor.sessions.get(h, None) for h in (abandoned.session, kept.session)):
+                assert session is not None
+                session.last_used -= 60  # a minute idle: past the unclaimed limit, far from the normal one
+            assert await app.executor.sessions.expire_idle() == 1
+            gone = await app.executor.execute(ExecuteRequest(code="x", session=abandoned.session))
+            still = await app.executor.execute(ExecuteRequest(code="y", session=kept.session))
+    assert gone.error_type == "invalid_input"
+    assert still.result == 1
