@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -83,3 +84,12 @@ def process_tree(root: int) -> list[int]:
         tree.append(pid)
         todo.extend(children.get(pid, []))
     return tree
+
+
+def server_memory_missing() -> str | None:
+    """Why ``@modelcontextprotocol/server-memory`` cannot run here (``None``: it can); tests never download it."""
+    if shutil.which("npx") is None:
+        return "node/npx is not on PATH"
+    if shutil.which("mcp-server-memory") is None:
+        return "run `npm install -g @modelcontextprotocol/server-memory` (tests never download packages)"
+    return None

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import shutil
 import socket
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from mcp.client.streamable_http import streamable_http_client
 from ptc_mcp.app import open_app
 from ptc_mcp.examples.expenses_data import over_budget_engineers
 from ptc_mcp.server import build_server
-from tests.conftest import EXPENSES_STDIO, TIME_STDIO, test_config
+from tests.conftest import EXPENSES_STDIO, TIME_STDIO, server_memory_missing, test_config
 from tests.example_servers import example_server_url
 from tests.mcp_calls import execute, structured
 
@@ -180,16 +179,8 @@ async def test_mcp_server_time_from_pypi_is_callable_from_a_program() -> None:
     assert structured(result)["result"] == "21:00"
 
 
-def _server_memory_missing() -> str | None:
-    if shutil.which("npx") is None:
-        return "node/npx is not on PATH"
-    if shutil.which("mcp-server-memory") is None:
-        return "run `npm install -g @modelcontextprotocol/server-memory` (tests never download packages)"
-    return None
-
-
 @pytest.mark.node
-@pytest.mark.skipif(_server_memory_missing() is not None, reason=str(_server_memory_missing()))
+@pytest.mark.skipif(server_memory_missing() is not None, reason=str(server_memory_missing()))
 async def test_server_memory_from_npm_stores_and_reads_back_from_a_program(tmp_path: Path) -> None:
     memory = {
         "command": "npx",

@@ -24,11 +24,11 @@ from botocore.exceptions import BotoCoreError, NoRegionError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ptc_mcp.config import Config
-from ptc_mcp.errors import ConfigError, SandboxFailure, ToolCallError, raise_from_group
+from ptc_mcp.errors import ConfigError, SandboxFailure, raise_from_group
 from ptc_mcp.sandboxes.agentcore_client import InterpreterClient, ToolOutput, aws_failure
 from ptc_mcp.sandboxes.agentcore_steps import DRIVER, StepCodec
 from ptc_mcp.sandboxes.base import BackendInfo, OutputSink, RunReport, RunRequest, ToolCallHandler
-from ptc_mcp.sandboxes.protocol import Call, Done, ProtocolError, run_message
+from ptc_mcp.sandboxes.protocol import Call, Done, ProtocolError, answer_call, run_message
 from ptc_mcp.sandboxes.stream import report_from_done
 
 __all__ = ["AgentCoreBackend", "AgentCoreSession", "AgentCoreSettings", "create_backend"]
@@ -317,7 +317,7 @@ async def _answer_all(run_id: str, calls: list[Call], call_tool: ToolCallHandler
     replies: list[dict[str, Any]] = [{} for _ in calls]
 
     async def answer(index: int, call: Call) -> None:
-        replies[index] = await _answer(run_id, call, call_tool)
+        replies[index] = (await answer_call(run_id, call, call_tool))[0]
 
     try:
         async with anyio.create_task_group() as group:
@@ -326,21 +326,6 @@ async def _answer_all(run_id: str, calls: list[Call], call_tool: ToolCallHandler
     except BaseExceptionGroup as group_error:  # a limit (RunLimitExceeded) ends the run: raise it as itself
         raise_from_group(group_error)
     return replies
-
-
-async def _answer(run_id: str, call: Call, call_tool: ToolCallHandler) -> dict[str, Any]:
-    reply: dict[str, Any] = {"type": "result", "id": run_id, "call": call.call}
-    try:
-        value = await call_tool(call.tool, call.args)
-        json.dumps(value)  # a value the runtime cannot decode fails here, as this call's error
-        reply.update(ok=True, value=value)
-    except ToolCallError as exc:
-        reply.update(ok=False, error={"type": exc.error_type, "message": exc.message})
-    except TypeError as exc:
-        reply.update(ok=False, error={"type": "invalid_arguments", "message": str(exc)})
-    except (ValueError, KeyError, LookupError) as exc:
-        reply.update(ok=False, error={"type": "tool_error", "message": str(exc)})
-    return reply
 
 
 def _excerpt(output: ToolOutput, limit: int = 500) -> str:

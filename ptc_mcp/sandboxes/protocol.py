@@ -11,8 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from ptc_mcp.errors import SandboxFailure
-from ptc_mcp.sandboxes.base import RunRequest
+from ptc_mcp.errors import SandboxFailure, ToolCallError
+from ptc_mcp.sandboxes.base import RunRequest, ToolCallHandler
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 MAX_NESTING = 100
@@ -119,3 +119,23 @@ def run_message(request: RunRequest, *, with_catalog: bool) -> dict[str, Any]:
 def encode(message: dict[str, Any]) -> bytes:
     """One host→runtime message as a line of ASCII JSON."""
     return json.dumps(message, ensure_ascii=True, separators=(",", ":")).encode("ascii") + b"\n"
+
+
+async def answer_call(run_id: str, call: Call, call_tool: ToolCallHandler) -> tuple[dict[str, Any], bytes]:
+    """Run one tool call for the runtime: the ``result`` message, and that message encoded as a line.
+
+    Encoding here doubles as the check that the value is JSON: a value the runtime could not decode becomes this
+    call's error instead of breaking the channel.
+    """
+    reply: dict[str, Any] = {"type": "result", "id": run_id, "call": call.call}
+    try:
+        reply.update(ok=True, value=await call_tool(call.tool, call.args))
+        return reply, encode(reply)
+    except ToolCallError as exc:
+        reply.update(ok=False, error={"type": exc.error_type, "message": exc.message})
+    except TypeError as exc:
+        reply.update(ok=False, error={"type": "invalid_arguments", "message": str(exc)})
+    except (ValueError, KeyError, LookupError) as exc:
+        reply.update(ok=False, error={"type": "tool_error", "message": str(exc)})
+    reply.pop("value", None)
+    return reply, encode(reply)

@@ -7,7 +7,6 @@ anyio byte streams; ``RuntimeChannel`` sends the runtime, waits for ``ready`` an
 from __future__ import annotations
 
 import functools
-import json
 from importlib import resources
 from pathlib import Path
 from typing import Any, get_args
@@ -16,7 +15,7 @@ import anyio
 from anyio.abc import ByteReceiveStream, ByteSendStream
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from ptc_mcp.errors import ErrorType, SandboxFailure, ToolCallError, raise_from_group
+from ptc_mcp.errors import ErrorType, SandboxFailure, raise_from_group
 from ptc_mcp.sandboxes.base import OutputSink, RunReport, RunRequest, ToolCallHandler
 from ptc_mcp.sandboxes.protocol import (
     MAX_MESSAGE_BYTES,
@@ -25,6 +24,7 @@ from ptc_mcp.sandboxes.protocol import (
     Output,
     ProtocolError,
     Ready,
+    answer_call,
     encode,
     parse_runtime_message,
     run_message,
@@ -78,9 +78,12 @@ class RuntimeChannel:
         self.python_version = message.python
 
     async def _send(self, message: dict[str, Any]) -> None:
+        await self._send_line(encode(message))
+
+    async def _send_line(self, line: bytes) -> None:
         async with self._send_lock:
             try:
-                await self._send_stream.send(encode(message))
+                await self._send_stream.send(line)
             except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
                 raise SandboxFailure(f"the sandbox stopped accepting input: {exc!r}") from None
 
@@ -127,18 +130,8 @@ class RuntimeChannel:
         await self._send({"type": "cancel", "id": run_id})
 
     async def _answer(self, run_id: str, message: Call, call_tool: ToolCallHandler) -> None:
-        reply: dict[str, Any] = {"type": "result", "id": run_id, "call": message.call}
-        try:
-            value = await call_tool(message.tool, message.args)
-            json.dumps(value)  # a value the runtime cannot decode must fail here, as this call's error
-            reply.update(ok=True, value=value)
-        except ToolCallError as exc:
-            reply.update(ok=False, error={"type": exc.error_type, "message": exc.message})
-        except TypeError as exc:
-            reply.update(ok=False, error={"type": "invalid_arguments", "message": str(exc)})
-        except (ValueError, KeyError, LookupError) as exc:
-            reply.update(ok=False, error={"type": "tool_error", "message": str(exc)})
-        await self._send(reply)
+        _, line = await answer_call(run_id, message, call_tool)
+        await self._send_line(line)
 
 
 def report_from_done(done: Done) -> RunReport:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pytest
 
 from ptc_mcp.config import StdioServerConfig
 from ptc_mcp.downstream import DownstreamPool
+from tests.conftest import server_memory_missing
 
 pytestmark = pytest.mark.anyio
 
@@ -29,16 +29,8 @@ async def test_mcp_server_time_tells_the_time_in_utc() -> None:
     assert json.loads(result.content[0].text)["timezone"] == "UTC"  # type: ignore[union-attr]
 
 
-def _server_memory_missing() -> str | None:
-    if shutil.which("npx") is None:
-        return "node/npx is not on PATH"
-    if shutil.which("mcp-server-memory") is None:
-        return "run `npm install -g @modelcontextprotocol/server-memory` (tests never download packages)"
-    return None
-
-
 @pytest.mark.node
-@pytest.mark.skipif(_server_memory_missing() is not None, reason=str(_server_memory_missing()))
+@pytest.mark.skipif(server_memory_missing() is not None, reason=str(server_memory_missing()))
 async def test_server_memory_from_npm_stores_and_reads_back_an_entity(tmp_path: Path) -> None:
     config = StdioServerConfig(
         command="npx",
