@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
 from ptc_mcp.errors import ConfigError
 from ptc_mcp.remote.settings import RemoteConfig
@@ -38,6 +38,35 @@ class StdioServerConfig(_Strict):
     timeout_s: float = Field(default=60.0, gt=0, description="Per-call timeout for this server's tools.")
 
 
+class OAuthConfig(_Strict):
+    """OAuth 2.1 for a remote server (``ptc_mcp.downstream.oauth``): the MCP authorization spec's flows.
+
+    ``authorization_code`` (the default) needs one ``ptc-mcp login NAME``; ``client_credentials`` needs no person.
+    """
+
+    type: Literal["oauth"]
+    grant: Literal["authorization_code", "client_credentials"] = "authorization_code"
+    client_id: str | None = Field(default=None, min_length=1)
+    """A client registered by hand; without it the client registers itself (metadata document or dynamically)."""
+    client_secret: str | None = Field(default=None, min_length=1)
+    """For confidential clients; write it as ``${VAR}`` so it stays out of the file."""
+    scopes: list[str] = Field(default_factory=list)
+    client_metadata_url: str | None = Field(default=None, pattern=r"^https://[^/]+/.+")
+    """An HTTPS URL where a client ID metadata document is published, used where the server supports them."""
+    issuer: str | None = Field(default=None, pattern=r"^https?://")
+    """The authorization server the ``client_id``/``client_secret`` belong to (credentials go nowhere else)."""
+    redirect_port: int = Field(default=0, ge=0, le=65535)
+    """The loopback port ``login`` receives the redirect on (0: any free port; fix it for a pre-registered client)."""
+
+    @model_validator(mode="after")
+    def _grant_needs(self) -> OAuthConfig:
+        if self.grant == "client_credentials" and (self.client_id is None or self.client_secret is None):
+            raise ValueError("grant client_credentials needs client_id and client_secret")
+        if self.client_secret is not None and self.client_id is None:
+            raise ValueError("client_secret needs client_id")
+        return self
+
+
 class HttpServerConfig(_Strict):
     """A server reached over MCP streamable HTTP."""
 
@@ -45,6 +74,7 @@ class HttpServerConfig(_Strict):
     url: str = Field(pattern=r"^https?://")
     headers: dict[str, str] = Field(default_factory=dict)
     timeout_s: float = Field(default=60.0, gt=0)
+    auth: OAuthConfig | None = None
 
 
 class SseServerConfig(_Strict):
@@ -54,6 +84,7 @@ class SseServerConfig(_Strict):
     url: str = Field(pattern=r"^https?://")
     headers: dict[str, str] = Field(default_factory=dict)
     timeout_s: float = Field(default=60.0, gt=0)
+    auth: OAuthConfig | None = None
 
 
 def _server_kind(value: Any) -> str:

@@ -30,7 +30,8 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
 import ptc_mcp
-from ptc_mcp.config import ServerConfig
+from ptc_mcp.config import ServerConfig, StdioServerConfig
+from ptc_mcp.downstream.oauth import LoginRequired, oauth_auth
 from ptc_mcp.downstream.transports import open_transport
 from ptc_mcp.errors import ToolCallError
 
@@ -91,6 +92,8 @@ class DownstreamServer:
         self._tg: TaskGroup | None = None
         self._connect_lock = anyio.Lock()
         self._refresh_lock = anyio.Lock()
+        # One auth per server, kept across reconnects: it holds the tokens and refreshes them.
+        self._auth = oauth_auth(name, config) if not isinstance(config, StdioServerConfig) else None
 
     @property
     def tools(self) -> tuple[types.Tool, ...]:
@@ -216,7 +219,7 @@ class DownstreamServer:
 
         try:
             client = Client(
-                open_transport(self.config),
+                open_transport(self.config, self._auth),
                 mode=self.mode,
                 cache=None,
                 message_handler=on_message,

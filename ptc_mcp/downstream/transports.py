@@ -48,32 +48,39 @@ def _errlog() -> TextIO:
 
 
 @asynccontextmanager
-async def _http_transport(config: HttpServerConfig) -> AsyncIterator[TransportStreams]:
+async def _http_transport(config: HttpServerConfig, auth: httpx2.Auth | None) -> AsyncIterator[TransportStreams]:
     timeout = httpx2.Timeout(CONNECT_TIMEOUT_S, read=SSE_READ_TIMEOUT_S)
     async with (
-        httpx2.AsyncClient(headers=dict(config.headers), timeout=timeout) as http_client,
+        httpx2.AsyncClient(headers=dict(config.headers), timeout=timeout, auth=auth) as http_client,
         streamable_http_client(config.url, http_client=http_client) as streams,
     ):
         yield streams
 
 
 @asynccontextmanager
-async def _sse_transport(config: SseServerConfig) -> AsyncIterator[TransportStreams]:
+async def _sse_transport(config: SseServerConfig, auth: httpx2.Auth | None) -> AsyncIterator[TransportStreams]:
     async with sse_client(
-        config.url, headers=dict(config.headers), timeout=CONNECT_TIMEOUT_S, sse_read_timeout=SSE_READ_TIMEOUT_S
+        config.url,
+        headers=dict(config.headers),
+        timeout=CONNECT_TIMEOUT_S,
+        sse_read_timeout=SSE_READ_TIMEOUT_S,
+        auth=auth,
     ) as streams:
         yield streams
 
 
 @asynccontextmanager
-async def open_transport(config: ServerConfig) -> AsyncIterator[TransportStreams]:
-    """Open the transport ``config`` describes; closing it stops the server process (stdio) or the HTTP client."""
+async def open_transport(config: ServerConfig, auth: httpx2.Auth | None = None) -> AsyncIterator[TransportStreams]:
+    """Open the transport ``config`` describes; closing it stops the server process (stdio) or the HTTP client.
+
+    ``auth`` (``ptc_mcp.downstream.oauth``) signs every HTTP request of an ``http`` or ``sse`` server.
+    """
     if isinstance(config, StdioServerConfig):
         async with stdio_client(stdio_parameters(config), errlog=_errlog()) as streams:
             yield streams
     elif isinstance(config, SseServerConfig):
-        async with _sse_transport(config) as streams:
+        async with _sse_transport(config, auth) as streams:
             yield streams
     else:
-        async with _http_transport(config) as streams:
+        async with _http_transport(config, auth) as streams:
             yield streams

@@ -1,0 +1,84 @@
+"""Remote servers behind OAuth, against a real authorization server and a protected MCP server on loopback.
+
+``tests/downstream/oauth_servers.py`` builds both on the ``mcp`` SDK's server-side auth pieces; ptc-mcp talks to
+them with the SDK's client auth. The authorization-code flow is driven headlessly: the "browser" is an HTTP client
+that follows the authorize redirect to ``login``'s loopback listener.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+import pytest
+
+from ptc_mcp.config import HttpServerConfig, parse_config
+from ptc_mcp.downstream.login import login, logout
+from ptc_mcp.downstream.oauth import TOKEN_DIR_ENV, TokenStore
+from ptc_mcp.downstream.pool import DownstreamPool
+from ptc_mcp.errors import ToolCallError
+from tests.downstream.oauth_servers import OAuthServers, oauth_servers
+
+pytestmark = pytest.mark.anyio
+
+WAIT_S = 60.0
+
+
+@pytest.fixture
+def token_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    directory = tmp_path / "tokens"
+    monkeypatch.setenv(TOKEN_DIR_ENV, str(directory))
+    yield directory
+
+
+async def follow_in_headless_browser(url: str) -> None:
+    """What a person's browser does: open the authorize URL and follow the redirect back to ptc-mcp."""
+    async with httpx2.AsyncClient(follow_redirects=True, timeout=WAIT_S) as browser:
+        response = await browser.get(url)
+    assert response.status_code == 200, response.text
+
+
+def remote_entry(servers: OAuthServers, **auth: Any) -> HttpServerConfig:
+    document = {"mcpServers": {"remote": {"type": "http", "url": servers.mcp_url, "auth": {"type": "oauth", **auth}}}}
+    entry = parse_config(document, environ={}).mcp_servers["remote"]
+    assert isinstance(entry, HttpServerConfig)
+    return entry
+
+
+async def test_login_runs_the_code_flow_and_serving_uses_the_stored_tokens(token_dir: Path) -> None:
+    async with oauth_servers() as servers:
+        entry = remote_entry(servers)
+        with anyio.fail_after(WAIT_S):
+            assert await login("remote", entry, open_url=follow_in_headless_browser) >= 2
+        assert servers.provider.grants == ["code"]
+        assert len(servers.provider.clients) == 1  # registered itself dynamically
+        async with DownstreamPool({"remote": entry}) as pool:
+            assert pool.failures == {}
+            result = await pool.call_tool("remote", "add", {"a": 2, "b": 3})
+        assert result.structured_content == {"result": 5}
+
+
+async def test_the_token_file_is_readable_by_the_user_only(token_dir: Path) -> None:
+    async with oauth_servers() as servers:
+        entry = remote_entry(servers)
+        with anyio.fail_after(WAIT_S):
+            await login("remote", entry, open_url=follow_in_headless_browser)
+        store = TokenStore("remote", entry.url)
+        assert store.path.parent == token_dir
+        assert stat.S_IMODE(os.stat(token_dir).st_mode) == 0o700
+        assert stat.S_IMODE(os.stat(store.path).st_mode) == 0o600
+        assert logout("remote", entry)
+        assert not store.path.exists()
+
+
+async def test_without_a_login_the_call_fails_with_a_tool_error_naming_the_login_command(token_dir: Path) -> None:
+    async with oauth_servers() as servers, DownstreamPool({"remote": remote_entry(servers)}) as pool:
+        assert "ptc-mcp login remote" in pool.failures["remote"]
+        with pytest.raises(ToolCallError) as raised:
+            await pool.call_tool("remote", "add", {"a": 1, "b": 1})
+        assert "ptc-mcp login remote" in raised.value.message
