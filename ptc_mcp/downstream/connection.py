@@ -31,7 +31,7 @@ from pydantic import ValidationError
 
 import ptc_mcp
 from ptc_mcp.config import ServerConfig, StdioServerConfig
-from ptc_mcp.downstream.oauth import LoginRequired, oauth_auth
+from ptc_mcp.downstream.oauth import ServingOAuthProvider, oauth_auth
 from ptc_mcp.downstream.transports import open_transport
 from ptc_mcp.errors import ToolCallError
 
@@ -107,6 +107,12 @@ class DownstreamServer:
         return link is not None and not link.closing.is_set()
 
     @property
+    def login_needed(self) -> str | None:
+        """Why this server needs ``ptc-mcp login`` (its OAuth tokens are missing or no longer refresh), or ``None``."""
+        login = self._auth.login_needed if isinstance(self._auth, ServingOAuthProvider) else None
+        return str(login) if login is not None else None
+
+    @property
     def protocol_version(self) -> str | None:
         """The negotiated MCP protocol version of the open connection, if any."""
         link = self._link
@@ -165,6 +171,8 @@ class DownstreamServer:
         except MCPError as exc:
             if exc.code == types.CONNECTION_CLOSED:
                 self._drop(link)
+                if (login := self.login_needed) is not None:
+                    raise ToolCallError("tool_error", f"{where}: {login}") from None
                 message = f"{where}: the server closed the connection (did it crash?); it restarts on the next call"
                 raise ToolCallError("tool_error", message) from None
             if exc.code == types.REQUEST_TIMEOUT:
@@ -172,6 +180,8 @@ class DownstreamServer:
             raise ToolCallError("tool_error", f"{where} failed: {exc.message} (MCP error {exc.code})") from None
         except _LOST_ERRORS as exc:
             self._drop(link)
+            if (login := self.login_needed) is not None:
+                raise ToolCallError("tool_error", f"{where}: {login}") from None
             raise ToolCallError("tool_error", f"{where}: connection lost ({describe_exception(exc)})") from None
         except (RuntimeError, ValidationError) as exc:
             # The SDK raises these for results that break the tool's output schema or the protocol.
@@ -197,6 +207,8 @@ class DownstreamServer:
                 message = f"server {self.name!r} did not start within {self.connect_timeout_s:g} s"
                 raise ToolCallError("tool_error", message) from None
             except Exception as exc:
+                if (login := self.login_needed) is not None:
+                    raise ToolCallError("tool_error", login) from None
                 message = f"cannot connect to server {self.name!r}: {describe_exception(exc)}"
                 raise ToolCallError("tool_error", message) from exc
             assert self._link is not None
@@ -232,6 +244,8 @@ class DownstreamServer:
                     if client.protocol_version in MODERN_PROTOCOL_VERSIONS:
                         await tg.start(self._listen, link)
                     self._link = link
+                    if isinstance(self._auth, ServingOAuthProvider):
+                        self._auth.login_needed = None
                     self._set_tools(tools)
                     started = True
                     task_status.started()

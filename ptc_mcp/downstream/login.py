@@ -16,6 +16,7 @@ from pathlib import Path
 import anyio
 import uvicorn
 from mcp import Client
+from mcp.client.auth import OAuthClientProvider
 from mcp.shared.auth import AuthorizationCodeResult
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -96,6 +97,8 @@ async def login(
         try:
             async with Client(open_transport(config, auth), mode="legacy") as client:
                 tools = await client.list_tools()
+            if isinstance(auth, OAuthClientProvider):
+                await store.set_discovery(auth.context)
         finally:
             listener.should_exit = True
     return len(tools.tools)

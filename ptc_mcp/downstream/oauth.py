@@ -29,7 +29,14 @@ import httpx2
 from mcp.client.auth import OAuthClientProvider, OAuthTokenError
 from mcp.client.auth.extensions.client_credentials import ClientCredentialsOAuthProvider
 from mcp.client.auth.oauth2 import OAuthContext
-from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
+from mcp.shared.auth import (
+    AuthorizationCodeResult,
+    OAuthClientInformationFull,
+    OAuthClientMetadata,
+    OAuthMetadata,
+    OAuthToken,
+    ProtectedResourceMetadata,
+)
 from mcp.shared.auth_utils import resource_url_from_server_url
 
 from ptc_mcp import __version__
@@ -107,6 +114,31 @@ class TokenStore:
         value = (await anyio.to_thread.run_sync(self._read)).get("expires_at")
         return float(value) if value is not None else None
 
+    async def set_discovery(self, context: OAuthContext) -> None:
+        """Remember where the authorization server is (``login`` found it), so a refresh after a restart can go
+        straight to its token endpoint."""
+        discovered = {
+            "authorization_server": context.auth_server_url,
+            "oauth_metadata": context.oauth_metadata.model_dump(mode="json", exclude_none=True)
+            if context.oauth_metadata
+            else None,
+            "resource_metadata": context.protected_resource_metadata.model_dump(mode="json", exclude_none=True)
+            if context.protected_resource_metadata
+            else None,
+        }
+        await self._update(discovery=discovered)
+
+    async def load_discovery(self, context: OAuthContext) -> None:
+        """Put what ``set_discovery`` remembered into ``context``."""
+        discovered = (await anyio.to_thread.run_sync(self._read)).get("discovery") or {}
+        if discovered.get("oauth_metadata"):
+            context.oauth_metadata = OAuthMetadata.model_validate(discovered["oauth_metadata"])
+        if discovered.get("resource_metadata"):
+            context.protected_resource_metadata = ProtectedResourceMetadata.model_validate(
+                discovered["resource_metadata"]
+            )
+        context.auth_server_url = discovered.get("authorization_server")
+
     async def has_tokens(self) -> bool:
         return await self.get_tokens() is not None
 
@@ -160,11 +192,12 @@ class _EarlyExpiryContext(OAuthContext):
             self.token_expiry_time -= refresh_margin(float(token.expires_in))
 
 
-class _StoredExpiry(OAuthClientProvider):
-    """Counts tokens as expired a little early, and knows the expiry of tokens loaded from the store.
+class _StoredState(OAuthClientProvider):
+    """Counts tokens as expired a little early, and loads what the SDK keeps only in memory from the store.
 
-    The SDK computes expiry only for tokens it fetched itself, so after a restart it would send an expired token,
-    get a 401 and only then refresh; remembering ``expires_at`` lets it refresh first.
+    The SDK computes expiry only for tokens it fetched itself, and discovers the authorization server only after a
+    401, so after a restart it would send an expired token, or refresh at a guessed ``/token`` on the MCP server's
+    origin; with the stored expiry and discovery it refreshes first, at the right endpoint.
     """
 
     def _early_expiry(self) -> None:
@@ -182,13 +215,15 @@ class _StoredExpiry(OAuthClientProvider):
         await super()._initialize()
         storage = self.context.storage
         tokens = self.context.current_tokens
+        if isinstance(storage, TokenStore) and self.context.oauth_metadata is None:
+            await storage.load_discovery(self.context)
         if isinstance(storage, TokenStore) and tokens is not None and self.context.token_expiry_time is None:
             expires_at = await storage.expires_at()
             if expires_at is not None and tokens.expires_in is not None:
                 self.context.token_expiry_time = expires_at - refresh_margin(float(tokens.expires_in))
 
 
-class ServingOAuthProvider(_StoredExpiry):
+class ServingOAuthProvider(_StoredState):
     """The authorization-code client when no person is there: refresh, or ``LoginRequired``.
 
     After a 401 the SDK starts a new authorization; here that becomes one refresh with the stored refresh token
@@ -200,21 +235,29 @@ class ServingOAuthProvider(_StoredExpiry):
         super().__init__(url, metadata, store, **options)
         self._early_expiry()
         self.server = server
+        self.login_needed: LoginRequired | None = None
+        """Why the last attempt needed a login; the connection clears it once it is open again."""
 
     async def _perform_authorization(self) -> httpx2.Request:
         if self.context.can_refresh_token():
             return await self._refresh_token()
-        raise LoginRequired(self.server, "no valid tokens")
+        raise self._needs_login("no valid tokens")
 
     async def _handle_token_response(self, response: httpx2.Response) -> None:
         try:
             await super()._handle_token_response(response)
         except OAuthTokenError:
             # The body may echo what was sent; it stays out of the message (and so out of logs and results).
-            raise LoginRequired(self.server, f"the refresh was refused with HTTP {response.status_code}") from None
+            raise self._needs_login(f"the refresh was refused with HTTP {response.status_code}") from None
+
+    def _needs_login(self, reason: str) -> LoginRequired:
+        self.login_needed = LoginRequired(self.server, reason)
+        # Read the store again next time: a `ptc-mcp login` meanwhile has put working tokens there.
+        self._initialized = False
+        return self.login_needed
 
 
-class _ClientCredentials(_StoredExpiry, ClientCredentialsOAuthProvider):
+class _ClientCredentials(_StoredState, ClientCredentialsOAuthProvider):
     """The SDK's client-credentials grant, refreshing a little before expiry."""
 
     def __init__(self, *args: Any, **options: Any) -> None:
@@ -288,7 +331,7 @@ def oauth_auth(
     metadata = client_metadata(oauth, uri)
     if redirect_handler is None or callback_handler is None:
         return ServingOAuthProvider(name, config.url, metadata, store, client_metadata_url=oauth.client_metadata_url)
-    login = OAuthClientProvider(
+    return OAuthClientProvider(
         config.url,
         metadata,
         store,
@@ -296,4 +339,3 @@ def oauth_auth(
         callback_handler=callback_handler,
         client_metadata_url=oauth.client_metadata_url,
     )
-    return login

@@ -16,6 +16,7 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
+from mcp.shared.auth import OAuthClientInformationFull
 
 from ptc_mcp.config import HttpServerConfig, parse_config
 from ptc_mcp.downstream.login import login, logout
@@ -23,6 +24,7 @@ from ptc_mcp.downstream.oauth import TOKEN_DIR_ENV, TokenStore
 from ptc_mcp.downstream.pool import DownstreamPool
 from ptc_mcp.errors import ToolCallError
 from tests.downstream.oauth_servers import OAuthServers, oauth_servers
+from tests.downstream.servers import fixture_server, text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -82,3 +84,79 @@ async def test_without_a_login_the_call_fails_with_a_tool_error_naming_the_login
         with pytest.raises(ToolCallError) as raised:
             await pool.call_tool("remote", "add", {"a": 1, "b": 1})
         assert "ptc-mcp login remote" in raised.value.message
+
+
+async def logged_in(servers: OAuthServers, **auth: Any) -> HttpServerConfig:
+    entry = remote_entry(servers, **auth)
+    with anyio.fail_after(WAIT_S):
+        await login("remote", entry, open_url=follow_in_headless_browser)
+    return entry
+
+
+async def test_tokens_living_two_seconds_are_refreshed_and_calls_keep_working_past_five(token_dir: Path) -> None:
+    async with oauth_servers(access_ttl_s=2) as servers:
+        entry = await logged_in(servers)
+        async with DownstreamPool({"remote": entry}) as pool:
+            start = anyio.current_time()
+            calls = 0
+            with anyio.fail_after(WAIT_S):
+                while anyio.current_time() - start < 5.5:
+                    result = await pool.call_tool("remote", "add", {"a": calls, "b": 1})
+                    assert not result.is_error and result.structured_content == {"result": calls + 1}
+                    calls += 1
+                    await anyio.sleep(0.25)  # pacing: a call every quarter second across the window
+        assert servers.provider.grants.count("refresh") >= 2
+
+
+async def test_a_401_with_a_token_the_client_thought_valid_is_refreshed_once_and_the_call_retried(
+    token_dir: Path,
+) -> None:
+    async with oauth_servers() as servers:
+        entry = await logged_in(servers)
+        async with DownstreamPool({"remote": entry}) as pool:
+            await pool.call_tool("remote", "add", {"a": 1, "b": 1})
+            servers.provider.expire_all_access_tokens()  # the server forgets them; the client does not know
+            result = await pool.call_tool("remote", "add", {"a": 2, "b": 2})
+        assert result.structured_content == {"result": 4}
+        assert servers.provider.grants == ["code", "refresh"]
+
+
+async def test_a_revoked_refresh_token_fails_the_call_with_a_login_hint_and_other_servers_keep_working(
+    token_dir: Path,
+) -> None:
+    async with oauth_servers() as servers:
+        entry = await logged_in(servers)
+        async with DownstreamPool({"remote": entry, "local": fixture_server()}) as pool:
+            await pool.call_tool("remote", "add", {"a": 1, "b": 1})
+            servers.provider.revoke_all_refresh_tokens()
+            servers.provider.expire_all_access_tokens()
+            with anyio.fail_after(WAIT_S), pytest.raises(ToolCallError) as raised:
+                await pool.call_tool("remote", "add", {"a": 2, "b": 2})
+            assert raised.value.error_type == "tool_error"
+            assert "ptc-mcp login remote" in raised.value.message
+            assert text_of(await pool.call_tool("local", "echo", {"text": "still here"})) == "still here"
+
+
+async def test_client_credentials_need_no_person_and_get_a_new_token_when_one_expires(token_dir: Path) -> None:
+    async with oauth_servers(access_ttl_s=2) as servers:
+        servers.provider.clients["machine"] = OAuthClientInformationFull(
+            client_id="machine",
+            client_secret="machine-secret",
+            grant_types=["client_credentials"],
+            token_endpoint_auth_method="client_secret_post",
+            redirect_uris=None,
+        )
+        entry = remote_entry(
+            servers, grant="client_credentials", client_id="machine", client_secret="machine-secret", issuer=servers.issuer
+        )
+        async with DownstreamPool({"remote": entry}) as pool:
+            assert pool.failures == {}
+            first = await pool.call_tool("remote", "add", {"a": 1, "b": 2})
+            issued = len(servers.provider.grants)
+            with anyio.fail_after(WAIT_S):
+                while len(servers.provider.grants) == issued:  # until the early refresh fetched a new token
+                    await pool.call_tool("remote", "add", {"a": 1, "b": 2})
+                    await anyio.sleep(0.25)
+            last = await pool.call_tool("remote", "add", {"a": 3, "b": 4})
+        assert first.structured_content == {"result": 3} and last.structured_content == {"result": 7}
+        assert set(servers.provider.grants) == {"client_credentials"}
