@@ -1,4 +1,4 @@
-"""The ``ptc-mcp`` command: serve, check, demo, bench."""
+"""The ``ptc-mcp`` command: serve, check, login, logout, demo, bench."""
 
 from __future__ import annotations
 
@@ -78,6 +78,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from ptc_mcp.app import open_app
+    from ptc_mcp.downstream.login_cli import auth_status
 
     config = _load(args.config)
 
@@ -87,9 +88,13 @@ def cmd_check(args: argparse.Namespace) -> int:
             isolation = "isolated" if backend.isolated else "NOT ISOLATED"
             print(f"sandbox: {backend.kind} ({isolation})")
             for name, server in app.pool.servers.items():
-                status = (
-                    f"FAILED: {app.pool.failures[name]}" if name in app.pool.failures else f"{len(server.tools)} tools"
-                )
+                login = auth_status(name, server.config, server.login_needed, args.config)
+                if server.login_needed is not None:
+                    status = login
+                elif name in app.pool.failures:
+                    status = f"FAILED: {app.pool.failures[name]}"
+                else:
+                    status = f"{len(server.tools)} tools" + (f", {login}" if login else "")
                 print(f"server {name}: {status}")
             print("\ntools:")
             for tool in app.pool.tools():
@@ -223,6 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--system", help="the system prompt")
     chat.set_defaults(func=cmd_chat)
 
+    from ptc_mcp.downstream.login_cli import add_login_commands
+
+    add_login_commands(commands)
     from ptc_mcp.proxy.cli import add_proxy_command
 
     add_proxy_command(commands)

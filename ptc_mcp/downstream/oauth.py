@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import sys
 import time
@@ -67,6 +68,17 @@ class LoginRequired(Exception):
         super().__init__(f"server {server!r} needs a login ({reason}): run `ptc-mcp login {server} --config <file>`")
         self.server = server
         self.reason = reason
+
+
+class _QuietLoginRequired(logging.Filter):
+    """The SDK logs every auth-flow failure with a traceback; a needed login is expected, and the connection says
+    so in one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], LoginRequired))
+
+
+logging.getLogger("mcp.client.auth.oauth2").addFilter(_QuietLoginRequired())
 
 
 def default_token_dir() -> Path:
