@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import anyio
+
 from ptc_mcp.audit import AuditLog
 from ptc_mcp.bridge import ToolBridge
 from ptc_mcp.catalog.policy import ToolPolicy
@@ -17,6 +19,7 @@ from ptc_mcp.downstream.pool import DownstreamPool
 from ptc_mcp.executor import Executor
 from ptc_mcp.sandboxes import create_backend
 from ptc_mcp.sandboxes.base import SandboxBackend
+from ptc_mcp.tool_list_notices import ToolListNotices
 
 
 @dataclass
@@ -28,6 +31,8 @@ class App:
     bridge: ToolBridge
     backend: SandboxBackend
     executor: Executor
+    notices: ToolListNotices
+    """Tells the server's clients when ``execute_program``'s description changes."""
 
 
 @asynccontextmanager
@@ -49,7 +54,12 @@ async def open_app(
                 unclaimed_session_idle_s=config.sandbox.unclaimed_session_idle_s,
                 audit=AuditLog.from_config(config.audit),
             )
-            async with executor:
-                yield App(config=config, pool=pool, bridge=bridge, backend=backend, executor=executor)
+            notices = ToolListNotices(lambda: bridge.snapshot.description)
+            unsubscribe = pool.on_change(notices.changed)
+            async with executor, anyio.create_task_group() as background:
+                background.start_soon(notices.run)
+                yield App(config=config, pool=pool, bridge=bridge, backend=backend, executor=executor, notices=notices)
+                background.cancel_scope.cancel()
+            unsubscribe()
     finally:
         await backend.aclose()

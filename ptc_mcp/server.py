@@ -126,6 +126,7 @@ def build_server(app: App) -> Server[Any]:
     async def list_tools(
         ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
+        app.notices.watch(_connection(ctx))  # it holds a description now, so it hears when that changes
         return types.ListToolsResult(tools=[execute_program_tool(app)])
 
     async def call_tool(
@@ -186,6 +187,7 @@ def build_server(app: App) -> Server[Any]:
         instructions=INSTRUCTIONS,
         on_list_tools=list_tools,
         on_call_tool=call_tool,
+        on_subscriptions_listen=app.notices.listen_handler,
     )
 
 
