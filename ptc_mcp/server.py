@@ -120,6 +120,24 @@ def run_reporter(ctx: ServerRequestContext[Any, Any], max_log_bytes: int) -> Run
     return RunReporter(send_progress=send_progress, send_log=send_log, max_log_bytes=max_log_bytes)
 
 
+class _Server(Server[Any]):
+    """The SDK's low-level server, announcing ``tools.listChanged`` on every transport.
+
+    Streamable HTTP starts each session with the server's default initialization options, so the flag has to be
+    the default here rather than something the stdio and SSE paths pass in.
+    """
+
+    def create_initialization_options(
+        self,
+        notification_options: NotificationOptions | None = None,
+        experimental_capabilities: dict[str, dict[str, Any]] | None = None,
+        extensions: dict[str, dict[str, Any]] | None = None,
+    ) -> Any:
+        return super().create_initialization_options(
+            notification_options or NotificationOptions(tools_changed=True), experimental_capabilities, extensions
+        )
+
+
 def build_server(app: App) -> Server[Any]:
     """The low-level MCP server for a running ``App``."""
 
@@ -180,7 +198,7 @@ def build_server(app: App) -> Server[Any]:
             connection.exit_stack.push_async_callback(app.executor.sessions.close, result.session)
         return result.to_call_tool_result()
 
-    return Server(
+    return _Server(
         "ptc-mcp",
         version=__version__,
         title="ptc-mcp: programmatic tool calling",

@@ -16,9 +16,12 @@ import mcp_types as types
 import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.session import IncomingMessage
+from mcp.client.streamable_http import streamable_http_client
 
+from tests.conftest import test_config
 from tests.downstream.servers import FIXTURE_SERVER
 from tests.mcp_calls import execute, structured
+from tests.remote.helpers import serving_in_process
 
 pytestmark = pytest.mark.anyio
 
@@ -78,3 +81,24 @@ async def test_a_2026_client_gets_a_tools_changed_event_on_its_subscription(tmp_
             called = await execute(client, "await fx.zeta()")
     assert "zeta" in after
     assert structured(called)["result"] == "zeta"
+
+
+async def test_a_client_over_streamable_http_is_told_on_its_get_stream(tmp_path: Path) -> None:
+    notified = anyio.Event()
+
+    async def on_message(message: IncomingMessage) -> None:
+        if isinstance(message, types.ToolListChangedNotification):
+            notified.set()
+
+    config = test_config({"fx": {"command": sys.executable, "args": [str(FIXTURE_SERVER)]}})
+    async with serving_in_process(config) as (base, _app, _state):
+        with anyio.fail_after(WAIT_S):
+            async with Client(
+                streamable_http_client(f"{base}/mcp"), mode="legacy", message_handler=on_message
+            ) as client:
+                capabilities = client.server_capabilities
+                assert capabilities.tools is not None and capabilities.tools.list_changed
+                assert "zeta" not in await description(client)
+                await execute(client, "await fx.add_tool(name='zeta')")
+                await notified.wait()
+                assert "zeta" in await description(client)
