@@ -57,7 +57,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         use_json_logs()
 
     async def main() -> None:
-        async with open_app(config) as app:
+        async with open_app(config) as app, anyio.create_task_group() as background:
+            if not args.config.lstrip().startswith("{"):  # a file: reload it on SIGHUP or when it changes
+                from ptc_mcp.reload import watch_config
+
+                background.start_soon(watch_config, app, args.config)
             server = build_server(app)
             if args.transport == "stdio":
                 await serve_stdio(server)
@@ -65,6 +69,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 from ptc_mcp.remote.serve import serve_remote
 
                 await serve_remote(app, server, args.transport, args.host, args.port, token)
+            background.cancel_scope.cancel()
 
     try:
         anyio.run(main)

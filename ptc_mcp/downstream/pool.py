@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
 
 import anyio
 import mcp_types as types
+from anyio.abc import TaskGroup, TaskStatus
 from mcp.client.client import ConnectMode
 
 from ptc_mcp.catalog.model import DownstreamTool
@@ -21,11 +22,28 @@ from ptc_mcp.config import Config, ServerConfig
 from ptc_mcp.downstream.connection import DownstreamServer, describe_exception
 from ptc_mcp.errors import ToolCallError
 
-__all__ = ["DownstreamPool", "DownstreamTool"]
+__all__ = ["DownstreamPool", "DownstreamTool", "ReconfigureResult"]
 
 logger = logging.getLogger(__name__)
 
 ChangeCallback = Callable[[], None]
+
+
+@dataclass(frozen=True)
+class ReconfigureResult:
+    """What ``DownstreamPool.reconfigure`` changed, by server name."""
+
+    added: list[str]
+    removed: list[str]
+    restarted: list[str]
+
+
+@dataclass(eq=False)
+class _Holder:
+    """The task that keeps one server open: ``stop`` asks it to close the server, ``done`` says it has."""
+
+    stop: anyio.Event = field(default_factory=anyio.Event)
+    done: anyio.Event = field(default_factory=anyio.Event)
 
 
 class DownstreamPool:
@@ -41,17 +59,16 @@ class DownstreamPool:
         connect_timeout_s: float = 30.0,
         mode: ConnectMode = "auto",
     ) -> None:
-        self._servers = {
-            name: DownstreamServer(
-                name, config, mode=mode, connect_timeout_s=connect_timeout_s, on_tools_changed=self._tools_changed
-            )
-            for name, config in sorted(servers.items())
-        }
+        self._connect_timeout_s = connect_timeout_s
+        self._mode = mode
+        self._servers = {name: self._new_server(name, config) for name, config in sorted(servers.items())}
         self.failures: dict[str, str] = {}
         """Servers that could not be reached: name → why."""
         self.catalog_version = 0
         self._callbacks: list[ChangeCallback] = []
-        self._stack: AsyncExitStack | None = None
+        self._tg: TaskGroup | None = None
+        self._holders: dict[DownstreamServer, _Holder] = {}
+        self._reconfigure_lock = anyio.Lock()
 
     @classmethod
     def from_config(cls, config: Config, **options: Any) -> DownstreamPool:
@@ -59,22 +76,97 @@ class DownstreamPool:
         return cls(config.mcp_servers, **options)
 
     async def __aenter__(self) -> Self:
-        async with AsyncExitStack() as stack:
-            for server in self._servers.values():
-                await stack.enter_async_context(server)
+        # Each server lives in its own task of this group, so one can be stopped or added later (reconfigure)
+        # from any task: a task group must be left by the task that entered it.
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        try:
             async with anyio.create_task_group() as tg:
                 for name in self._servers:
-                    tg.start_soon(self._connect, name)
-            self._stack = stack.pop_all()
+                    tg.start_soon(self._start, name)
+        except BaseException as exc:
+            await self._close(type(exc), exc, exc.__traceback__)
+            raise
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> bool | None:
-        stack, self._stack = self._stack, None
-        if stack is None:
+        return await self._close(exc_type, exc, tb)
+
+    async def _close(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool | None:
+        tg, self._tg = self._tg, None
+        if tg is None:
             return None
-        return await stack.__aexit__(exc_type, exc, tb)
+        for holder in self._holders.values():
+            holder.stop.set()
+        return await tg.__aexit__(exc_type, exc, tb)
+
+    async def reconfigure(self, servers: Mapping[str, ServerConfig]) -> ReconfigureResult:
+        """Make the pool serve ``servers``: start new entries, stop removed ones, restart changed ones.
+
+        Unchanged servers keep their connections, and calls in flight to them are untouched; a call in flight to a
+        stopped server fails with ``ToolCallError``. The catalog changes once, at the end.
+        """
+        async with self._reconfigure_lock:
+            changed = [
+                name for name in servers if name in self._servers and self._servers[name].config != servers[name]
+            ]
+            removed = [name for name in self._servers if name not in servers]
+            added = [name for name in servers if name not in self._servers]
+            for name in (*removed, *changed):
+                await self._stop(name)
+            for name in (*added, *changed):
+                self._servers[name] = self._new_server(name, servers[name])
+            self._servers = dict(sorted(self._servers.items()))
+            async with anyio.create_task_group() as tg:
+                for name in (*added, *changed):
+                    tg.start_soon(self._start, name)
+            result = ReconfigureResult(added=sorted(added), removed=sorted(removed), restarted=sorted(changed))
+            if result.added or result.removed or result.restarted:
+                logger.warning("downstream servers reconfigured: %s", result)
+                self._bump()
+            return result
+
+    def _new_server(self, name: str, config: ServerConfig) -> DownstreamServer:
+        return DownstreamServer(
+            name,
+            config,
+            mode=self._mode,
+            connect_timeout_s=self._connect_timeout_s,
+            on_tools_changed=self._tools_changed,
+        )
+
+    async def _start(self, name: str) -> None:
+        server = self._servers[name]
+        if self._tg is None:
+            raise RuntimeError("the pool is closed")
+        await self._tg.start(self._hold, server)
+        await self._connect(name)
+
+    async def _hold(
+        self, server: DownstreamServer, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        holder = self._holders[server] = _Holder()
+        try:
+            async with server:
+                task_status.started()
+                await holder.stop.wait()
+        finally:
+            del self._holders[server]
+            holder.done.set()
+
+    async def _stop(self, name: str) -> None:
+        server = self._servers.pop(name)
+        self.failures.pop(name, None)
+        holder = self._holders.get(server)
+        if holder is None:
+            return
+        holder.stop.set()
+        with anyio.CancelScope(shield=True):
+            await holder.done.wait()
 
     @property
     def servers(self) -> Mapping[str, DownstreamServer]:
