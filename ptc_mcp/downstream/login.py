@@ -8,7 +8,7 @@ discovery, registration, PKCE and the token exchange, and the tokens land in the
 
 from __future__ import annotations
 
-import logging
+import sys
 import webbrowser
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -29,7 +29,6 @@ from ptc_mcp.listening import listening_socket
 
 __all__ = ["LOGIN_WAIT_S", "login", "logout", "show_url"]
 
-logger = logging.getLogger(__name__)
 
 LOGIN_WAIT_S = 300.0
 """How long ``login`` waits for the person to finish in the browser."""
@@ -39,9 +38,8 @@ OpenUrl = Callable[[str], Awaitable[None]]
 
 async def show_url(url: str) -> None:
     """Print the authorization URL on stderr and open it in a browser where there is one."""
-    import sys
-
-    print(f"Open this URL to log in:\n\n  {url}\n", file=sys.stderr, flush=True)
+    sys.stderr.write(f"Open this URL to log in:\n\n  {url}\n\n")
+    sys.stderr.flush()
     await anyio.to_thread.run_sync(webbrowser.open, url)  # False, quietly, where there is no browser
 
 
@@ -79,13 +77,13 @@ async def login(
     """Log in to server ``name`` (its stored tokens are replaced); returns how many tools it lists."""
     oauth = config.auth
     if oauth is None or oauth.grant != "authorization_code":
-        raise ValueError(f"server {name!r} has no \"auth\": {{\"type\": \"oauth\"}} with the authorization-code grant")
+        raise ValueError(f'server {name!r} has no "auth": {{"type": "oauth"}} with the authorization-code grant')
     store = TokenStore(name, config.url, token_dir)
     store.clear()  # a fresh login: new tokens, and a new registration for this redirect port
     sock = listening_socket("127.0.0.1", oauth.redirect_port)
     port = int(sock.getsockname()[1])
-    if (client := configured_client(oauth, redirect_uri(port))) is not None:
-        await store.set_client_info(client)
+    if (registered := configured_client(oauth, redirect_uri(port))) is not None:
+        await store.set_client_info(registered)
     callback = _Callback()
     app = Starlette(routes=[Route("/callback", callback.handle)])
     listener = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))

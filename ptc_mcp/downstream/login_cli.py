@@ -13,12 +13,10 @@ from ptc_mcp.errors import ConfigError
 
 __all__ = ["add_login_commands", "auth_status"]
 
-CONFIG_ENV = "PTC_MCP_CONFIG"
-
 
 def _remote_entry(args: argparse.Namespace) -> HttpServerConfig | SseServerConfig | None:
     if not args.config:
-        print(f"ptc-mcp: {args.command} needs --config (or {CONFIG_ENV})", file=sys.stderr)
+        print(f"ptc-mcp: {args.command} needs --config", file=sys.stderr)
         return None
     try:
         config: Config = load_config(args.config)
@@ -80,11 +78,15 @@ def auth_status(name: str, entry: object, login_needed: str | None, config_path:
 
 
 def add_login_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from ptc_mcp.cli import CONFIG_ENV
+
     for name, func, what in (
         ("login", cmd_login, "log in to a remote server behind OAuth (authorization code with PKCE) and store tokens"),
         ("logout", cmd_logout, "forget a remote server's stored OAuth tokens"),
     ):
         command = commands.add_parser(name, help=what)
         command.add_argument("name", help="the server's name in mcpServers")
-        command.add_argument("--config", default=os.environ.get(CONFIG_ENV), help=f"the JSON config file (or {CONFIG_ENV})")
+        command.add_argument(
+            "--config", default=os.environ.get(CONFIG_ENV), help=f"the JSON config file (or {CONFIG_ENV})"
+        )
         command.set_defaults(func=func)

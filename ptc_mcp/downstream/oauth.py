@@ -283,7 +283,7 @@ def client_metadata(oauth: OAuthConfig, redirect_uri: str) -> OAuthClientMetadat
         client_name="ptc-mcp",
         software_id="ptc-mcp",
         software_version=__version__,
-        redirect_uris=[redirect_uri],  # type: ignore[list-item]  # pydantic validates the string
+        redirect_uris=[redirect_uri],  # pydantic validates the string
         grant_types=["authorization_code", "refresh_token"],
         response_types=["code"],
         token_endpoint_auth_method="client_secret_post" if oauth.client_secret else "none",
@@ -298,7 +298,7 @@ def configured_client(oauth: OAuthConfig, redirect_uri: str) -> OAuthClientInfor
     return OAuthClientInformationFull(
         client_id=oauth.client_id,
         client_secret=oauth.client_secret,
-        redirect_uris=[redirect_uri],  # type: ignore[list-item]
+        redirect_uris=[redirect_uri],
         grant_types=["authorization_code", "refresh_token"],
         token_endpoint_auth_method="client_secret_post" if oauth.client_secret else "none",
         scope=" ".join(oauth.scopes) or None,

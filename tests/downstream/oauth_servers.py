@@ -113,7 +113,9 @@ class MemoryAuthorizationServer:
         self.access.pop(token.token, None)
         self.refresh.pop(token.token, None)
 
-    def issue(self, client_id: str, scopes: list[str], resource: str | None, grant: str, refresh: bool = True) -> OAuthToken:
+    def issue(
+        self, client_id: str, scopes: list[str], resource: str | None, grant: str, refresh: bool = True
+    ) -> OAuthToken:
         access = secrets.token_urlsafe(32)
         # Whole seconds in the token, exact expiry here: a 2 s token really ends 2 s after it was issued.
         self.access[access] = AccessToken(
@@ -176,6 +178,7 @@ def _with_client_credentials(token_route: ASGIApp, provider: MemoryAuthorization
 
             await token_route(scope, replay, send)
             return
+
         async def once() -> Message:
             return {"type": "http.request", "body": body, "more_body": False}
 

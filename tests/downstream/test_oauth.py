@@ -147,7 +147,11 @@ async def test_client_credentials_need_no_person_and_get_a_new_token_when_one_ex
             redirect_uris=None,
         )
         entry = remote_entry(
-            servers, grant="client_credentials", client_id="machine", client_secret="machine-secret", issuer=servers.issuer
+            servers,
+            grant="client_credentials",
+            client_id="machine",
+            client_secret="machine-secret",
+            issuer=servers.issuer,
         )
         async with DownstreamPool({"remote": entry}) as pool:
             assert pool.failures == {}

@@ -54,9 +54,7 @@ def setup(tmp_path: Path, servers: OAuthServers) -> tuple[Path, dict[str, str]]:
 
 async def ptc_mcp(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
     with anyio.fail_after(WAIT_S):
-        return await anyio.run_process(
-            [sys.executable, "-m", "ptc_mcp", *args], env={**os.environ, **env}, check=False
-        )
+        return await anyio.run_process([sys.executable, "-m", "ptc_mcp", *args], env={**os.environ, **env}, check=False)
 
 
 async def serve_and_run(
@@ -99,7 +97,13 @@ async def test_login_serve_refresh_failure_check_and_logout_keep_tokens_out_of_e
         snoop = f"try:\n    open({str(token_file)!r}).read()\nexcept OSError as exc:\n    print(type(exc).__name__)"
         stderr = tmp_path / "serve-stderr.txt"
         code = "try:\n    await remote.add(a=1, b=2)\nexcept ToolError as exc:\n    print(exc)"
-        programs = ["await remote.add(a=20, b=22)", snoop, lambda: revoke(servers), code, "len(await expenses.get_team_members(department='engineering'))"]
+        programs = [
+            "await remote.add(a=20, b=22)",
+            snoop,
+            lambda: revoke(servers),
+            code,
+            "len(await expenses.get_team_members(department='engineering'))",
+        ]
         works, snooped, refused, local = await serve_and_run(config, env, stderr, programs)
         assert works["result"] == 42
         assert snooped["stdout"].strip() in ("FileNotFoundError", "PermissionError")
