@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qs
 
 import anyio
@@ -260,14 +260,18 @@ async def _serve(app: ASGIApp, sock: Any, task_group: anyio.abc.TaskGroup) -> uv
 
 
 @asynccontextmanager
-async def oauth_servers(access_ttl_s: int = 3600) -> AsyncIterator[OAuthServers]:
-    """The authorization server and the protected MCP server, each on a free loopback port, in this event loop."""
+async def oauth_servers(
+    access_ttl_s: int = 3600, transport: Literal["http", "sse"] = "http"
+) -> AsyncIterator[OAuthServers]:
+    """The authorization server and the protected MCP server (streamable HTTP at ``/mcp`` or SSE at ``/sse``), each
+    on a free loopback port, in this event loop."""
     as_sock = listening_socket("127.0.0.1", 0)
     mcp_sock = listening_socket("127.0.0.1", 0)
     issuer = f"http://127.0.0.1:{as_sock.getsockname()[1]}"
-    mcp_url = f"http://127.0.0.1:{mcp_sock.getsockname()[1]}/mcp"
+    mcp_url = f"http://127.0.0.1:{mcp_sock.getsockname()[1]}/{'mcp' if transport == 'http' else 'sse'}"
     provider = MemoryAuthorizationServer(access_ttl_s=access_ttl_s)
-    mcp_app = protected_mcp_server(provider, issuer, mcp_url).streamable_http_app()
+    server = protected_mcp_server(provider, issuer, mcp_url)
+    mcp_app = server.streamable_http_app() if transport == "http" else server.sse_app()
     async with anyio.create_task_group() as tg:
         servers = [
             await _serve(authorization_server_app(provider, issuer), as_sock, tg),

@@ -8,17 +8,18 @@ that follows the authorize redirect to ``login``'s loopback listener.
 from __future__ import annotations
 
 import os
+import socket
 import stat
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import httpx2
 import pytest
 from mcp.shared.auth import OAuthClientInformationFull
 
-from ptc_mcp.config import HttpServerConfig, parse_config
+from ptc_mcp.config import HttpServerConfig, SseServerConfig, parse_config
 from ptc_mcp.downstream.login import login, logout
 from ptc_mcp.downstream.oauth import TOKEN_DIR_ENV, TokenStore
 from ptc_mcp.downstream.pool import DownstreamPool
@@ -45,15 +46,19 @@ async def follow_in_headless_browser(url: str) -> None:
     assert response.status_code == 200, response.text
 
 
-def remote_entry(servers: OAuthServers, **auth: Any) -> HttpServerConfig:
-    document = {"mcpServers": {"remote": {"type": "http", "url": servers.mcp_url, "auth": {"type": "oauth", **auth}}}}
-    entry = parse_config(document, environ={}).mcp_servers["remote"]
-    assert isinstance(entry, HttpServerConfig)
-    return entry
+def remote_entry(servers: OAuthServers, **auth: Any) -> HttpServerConfig | SseServerConfig:
+    kind = "sse" if servers.mcp_url.endswith("/sse") else "http"
+    entry = {"type": kind, "url": servers.mcp_url, "auth": {"type": "oauth", **auth}}
+    parsed = parse_config({"mcpServers": {"remote": entry}}, environ={}).mcp_servers["remote"]
+    assert isinstance(parsed, HttpServerConfig | SseServerConfig)
+    return parsed
 
 
-async def test_login_runs_the_code_flow_and_serving_uses_the_stored_tokens(token_dir: Path) -> None:
-    async with oauth_servers() as servers:
+@pytest.mark.parametrize("transport", ["http", "sse"])
+async def test_login_runs_the_code_flow_and_serving_uses_the_stored_tokens(
+    token_dir: Path, transport: Literal["http", "sse"]
+) -> None:
+    async with oauth_servers(transport=transport) as servers:
         entry = remote_entry(servers)
         with anyio.fail_after(WAIT_S):
             assert await login("remote", entry, open_url=follow_in_headless_browser) >= 2
@@ -86,7 +91,7 @@ async def test_without_a_login_the_call_fails_with_a_tool_error_naming_the_login
         assert "ptc-mcp login remote" in raised.value.message
 
 
-async def logged_in(servers: OAuthServers, **auth: Any) -> HttpServerConfig:
+async def logged_in(servers: OAuthServers, **auth: Any) -> HttpServerConfig | SseServerConfig:
     entry = remote_entry(servers, **auth)
     with anyio.fail_after(WAIT_S):
         await login("remote", entry, open_url=follow_in_headless_browser)
@@ -164,3 +169,25 @@ async def test_client_credentials_need_no_person_and_get_a_new_token_when_one_ex
             last = await pool.call_tool("remote", "add", {"a": 3, "b": 4})
         assert first.structured_content == {"result": 3} and last.structured_content == {"result": 7}
         assert set(servers.provider.grants) == {"client_credentials"}
+
+
+async def test_a_client_registered_by_hand_is_used_instead_of_registering(token_dir: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    async with oauth_servers() as servers:
+        servers.provider.clients["by-hand"] = OAuthClientInformationFull(
+            client_id="by-hand",
+            client_secret="by-hand-secret",
+            redirect_uris=[f"http://127.0.0.1:{port}/callback"],  # type: ignore[list-item]
+            grant_types=["authorization_code", "refresh_token"],
+            token_endpoint_auth_method="client_secret_post",
+            scope="mcp:tools",
+        )
+        entry = await logged_in(servers, client_id="by-hand", client_secret="by-hand-secret", redirect_port=port)
+        async with DownstreamPool({"remote": entry}) as pool:
+            servers.provider.expire_all_access_tokens()  # the refresh authenticates with the secret too
+            result = await pool.call_tool("remote", "add", {"a": 5, "b": 5})
+        assert result.structured_content == {"result": 10}
+        assert list(servers.provider.clients) == ["by-hand"]  # nothing registered dynamically
+        assert servers.provider.grants == ["code", "refresh"]
