@@ -229,8 +229,10 @@ class _StoredState(OAuthClientProvider):
         tokens = self.context.current_tokens
         if isinstance(storage, TokenStore) and self.context.oauth_metadata is None:
             await storage.load_discovery(self.context)
-        if isinstance(storage, TokenStore) and tokens is not None and self.context.token_expiry_time is None:
+        if isinstance(storage, TokenStore) and tokens is not None:
+            # Also on a reload (after a failed refresh), so tokens from a new `login` come with their own expiry.
             expires_at = await storage.expires_at()
+            self.context.token_expiry_time = None
             if expires_at is not None and tokens.expires_in is not None:
                 self.context.token_expiry_time = expires_at - refresh_margin(float(tokens.expires_in))
 

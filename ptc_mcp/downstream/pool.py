@@ -214,7 +214,9 @@ class DownstreamPool:
         return result
 
     async def _connect(self, name: str, refresh: bool = False) -> None:
-        server = self._servers[name]
+        server = self._servers.get(name)
+        if server is None:
+            return  # removed by a reconfigure meanwhile
         try:
             if refresh:
                 await server.refresh_tools()

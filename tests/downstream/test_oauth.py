@@ -7,7 +7,9 @@ that follows the authorize redirect to ``login``'s loopback listener.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import socket
 import stat
 from collections.abc import Iterator
@@ -191,3 +193,15 @@ async def test_a_client_registered_by_hand_is_used_instead_of_registering(token_
         assert result.structured_content == {"result": 10}
         assert list(servers.provider.clients) == ["by-hand"]  # nothing registered dynamically
         assert servers.provider.grants == ["code", "refresh"]
+
+
+def test_every_config_in_the_oauth_guide_is_valid() -> None:
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "remote-oauth.md").read_text(encoding="utf-8")
+    blocks = [json.loads(block) for block in re.findall(r"```json\n(.*?)```", guide, flags=re.S)]
+    assert len(blocks) >= 3
+    for document in blocks:
+        if "ptc" in document["mcpServers"]:  # Claude Desktop's own config
+            assert document["mcpServers"]["ptc"]["args"][0] == "serve"
+            continue
+        config = parse_config(document, environ={"REPORTS_CLIENT_SECRET": "s"})
+        assert any(getattr(entry, "auth", None) is not None for entry in config.mcp_servers.values())
