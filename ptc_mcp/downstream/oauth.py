@@ -252,6 +252,13 @@ class ServingOAuthProvider(_StoredState):
         self.login_needed: LoginRequired | None = None
         """Why the last attempt needed a login; the connection clears it once it is open again."""
 
+    async def _initialize(self) -> None:
+        await super()._initialize()
+        if self.context.current_tokens is None:
+            # Without a login there is nothing to try; stopping here also keeps the SDK from registering a client
+            # it could not use.
+            raise self._needs_login("not logged in")
+
     async def _perform_authorization(self) -> httpx2.Request:
         if self.context.can_refresh_token():
             return await self._refresh_token()

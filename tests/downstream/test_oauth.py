@@ -88,9 +88,11 @@ async def test_the_token_file_is_readable_by_the_user_only(token_dir: Path) -> N
 async def test_without_a_login_the_call_fails_with_a_tool_error_naming_the_login_command(token_dir: Path) -> None:
     async with oauth_servers() as servers, DownstreamPool({"remote": remote_entry(servers)}) as pool:
         assert "ptc-mcp login remote" in pool.failures["remote"]
+        assert pool.servers["remote"].login_needed is not None
         with pytest.raises(ToolCallError) as raised:
             await pool.call_tool("remote", "add", {"a": 1, "b": 1})
         assert "ptc-mcp login remote" in raised.value.message
+        assert servers.provider.clients == {}  # serving never registers a client it could not log in with
 
 
 async def logged_in(servers: OAuthServers, **auth: Any) -> HttpServerConfig | SseServerConfig:
