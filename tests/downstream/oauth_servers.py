@@ -10,17 +10,27 @@ provider. They listen on two ports, so the authorization server is another origi
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
 import json
 import secrets
+import ssl
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qs
 
 import anyio
+import httpx2
 import uvicorn
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+from mcp.server.auth.handlers.metadata import MetadataHandler
 from mcp.server.auth.middleware.client_auth import AuthenticationError, ClientAuthenticator
 from mcp.server.auth.provider import (
     AccessToken,
@@ -30,7 +40,7 @@ from mcp.server.auth.provider import (
     RefreshToken,
     construct_redirect_uri,
 )
-from mcp.server.auth.routes import create_auth_routes
+from mcp.server.auth.routes import build_metadata, cors_middleware, create_auth_routes
 from mcp.server.auth.settings import AuthSettings, ClientRegistrationOptions, RevocationOptions
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
@@ -59,8 +69,19 @@ class MemoryAuthorizationServer:
     """Every access and refresh token ever issued (the tests look for them where they must not be)."""
     grants: list[str] = field(default_factory=list)
     """The grant type of every token issued, in order."""
+    metadata_documents: ssl.SSLContext | None = None
+    """Set: client IDs that are HTTPS URLs are client ID metadata documents, fetched with this TLS context."""
+    fetched_documents: list[str] = field(default_factory=list)
 
     async def get_client(self, client_id: str) -> OAuthClientInformationFull | None:
+        if self.metadata_documents is not None and client_id.startswith("https://"):
+            async with httpx2.AsyncClient(verify=self.metadata_documents, timeout=START_S) as http:
+                response = await http.get(client_id)
+            if response.status_code != 200:
+                return None
+            self.fetched_documents.append(client_id)
+            document = OAuthClientInformationFull.model_validate(response.json())
+            return document if document.client_id == client_id else None  # the document must name itself
         return self.clients.get(client_id)
 
     async def register_client(self, client_info: OAuthClientInformationFull) -> None:
@@ -200,15 +221,22 @@ def _with_client_credentials(token_route: ASGIApp, provider: MemoryAuthorization
 
 
 def authorization_server_app(provider: MemoryAuthorizationServer, issuer: str) -> Starlette:
+    registration = ClientRegistrationOptions(enabled=True, valid_scopes=[SCOPE])
+    revocation = RevocationOptions(enabled=True)
     routes = create_auth_routes(
         provider,  # type: ignore[arg-type]
         AnyHttpUrl(issuer),
-        client_registration_options=ClientRegistrationOptions(enabled=True, valid_scopes=[SCOPE]),
-        revocation_options=RevocationOptions(enabled=True),
+        client_registration_options=registration,
+        revocation_options=revocation,
     )
     for route in routes:
         if route.path == "/token":
             route.app = _with_client_credentials(route.app, provider)
+        if route.path == "/.well-known/oauth-authorization-server" and provider.metadata_documents is not None:
+            # The SDK's metadata, saying that client ID metadata documents are accepted (the SDK's routes do not).
+            metadata = build_metadata(AnyHttpUrl(issuer), None, registration, revocation)
+            metadata.client_id_metadata_document_supported = True
+            route.app = cors_middleware(MetadataHandler(metadata).handle, ["GET", "OPTIONS"])
     return Starlette(routes=routes)
 
 
@@ -259,17 +287,79 @@ async def _serve(app: ASGIApp, sock: Any, task_group: anyio.abc.TaskGroup) -> uv
     return server
 
 
+def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, as PEM files in ``folder``."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_file, key_file
+
+
+@asynccontextmanager
+async def client_metadata_document(folder: Path, path: str, document: dict[str, Any]) -> AsyncIterator[DocumentAt]:
+    """Publish ``document`` over HTTPS at ``https://127.0.0.1:PORT{path}`` (``{url}`` in it is replaced by that URL);
+    yields the URL and a TLS context that trusts the server."""
+    cert_file, key_file = self_signed_certificate(folder)
+    sock = listening_socket("127.0.0.1", 0)
+    url = f"https://127.0.0.1:{sock.getsockname()[1]}{path}"
+    body = json.loads(json.dumps(document).replace("{url}", url))
+
+    async def serve_document(scope: Scope, receive: Receive, send: Send) -> None:
+        await JSONResponse(body)(scope, receive, send)
+
+    config = uvicorn.Config(
+        serve_document, log_level="warning", lifespan="off", ssl_certfile=str(cert_file), ssl_keyfile=str(key_file)
+    )
+    context = ssl.create_default_context(cafile=str(cert_file))
+    async with anyio.create_task_group() as tg:
+        server = uvicorn.Server(config)
+        tg.start_soon(server.serve, [sock])
+        with anyio.fail_after(START_S):
+            while not server.started:
+                await anyio.sleep(0.01)
+        try:
+            yield DocumentAt(url, context)
+        finally:
+            server.should_exit = True
+
+
+@dataclass
+class DocumentAt:
+    url: str
+    context: ssl.SSLContext
+
+
 @asynccontextmanager
 async def oauth_servers(
-    access_ttl_s: int = 3600, transport: Literal["http", "sse"] = "http"
+    access_ttl_s: int = 3600,
+    transport: Literal["http", "sse"] = "http",
+    metadata_documents: ssl.SSLContext | None = None,
 ) -> AsyncIterator[OAuthServers]:
     """The authorization server and the protected MCP server (streamable HTTP at ``/mcp`` or SSE at ``/sse``), each
-    on a free loopback port, in this event loop."""
+    on a free loopback port, in this event loop. With ``metadata_documents`` (a TLS context to fetch them with) the
+    authorization server accepts client ID metadata documents."""
     as_sock = listening_socket("127.0.0.1", 0)
     mcp_sock = listening_socket("127.0.0.1", 0)
     issuer = f"http://127.0.0.1:{as_sock.getsockname()[1]}"
     mcp_url = f"http://127.0.0.1:{mcp_sock.getsockname()[1]}/{'mcp' if transport == 'http' else 'sse'}"
-    provider = MemoryAuthorizationServer(access_ttl_s=access_ttl_s)
+    provider = MemoryAuthorizationServer(access_ttl_s=access_ttl_s, metadata_documents=metadata_documents)
     server = protected_mcp_server(provider, issuer, mcp_url)
     mcp_app = server.streamable_http_app() if transport == "http" else server.sse_app()
     async with anyio.create_task_group() as tg:

@@ -26,7 +26,7 @@ from ptc_mcp.downstream.login import login, logout
 from ptc_mcp.downstream.oauth import TOKEN_DIR_ENV, TokenStore
 from ptc_mcp.downstream.pool import DownstreamPool
 from ptc_mcp.errors import ToolCallError
-from tests.downstream.oauth_servers import OAuthServers, oauth_servers
+from tests.downstream.oauth_servers import OAuthServers, client_metadata_document, oauth_servers
 from tests.downstream.servers import fixture_server, text_of
 
 pytestmark = pytest.mark.anyio
@@ -202,8 +202,38 @@ def test_every_config_in_the_oauth_guide_is_valid() -> None:
     blocks = [json.loads(block) for block in re.findall(r"```json\n(.*?)```", guide, flags=re.S)]
     assert len(blocks) >= 3
     for document in blocks:
+        if "mcpServers" not in document:  # a client ID metadata document
+            assert document["client_id"].startswith("https://") and document["redirect_uris"]
+            continue
         if "ptc" in document["mcpServers"]:  # Claude Desktop's own config
             assert document["mcpServers"]["ptc"]["args"][0] == "serve"
             continue
         config = parse_config(document, environ={"REPORTS_CLIENT_SECRET": "s"})
         assert any(getattr(entry, "auth", None) is not None for entry in config.mcp_servers.values())
+
+
+async def test_a_client_id_metadata_document_is_used_where_the_server_supports_it(
+    token_dir: Path, tmp_path: Path
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    document = {
+        "client_id": "{url}",
+        "client_name": "ptc-mcp",
+        "redirect_uris": [f"http://127.0.0.1:{port}/callback"],
+        "grant_types": ["authorization_code", "refresh_token"],
+        "response_types": ["code"],
+        "token_endpoint_auth_method": "none",
+        "scope": "mcp:tools",
+    }
+    async with (
+        client_metadata_document(tmp_path, "/ptc-mcp/client.json", document) as published,
+        oauth_servers(metadata_documents=published.context) as servers,
+    ):
+        entry = await logged_in(servers, client_metadata_url=published.url, redirect_port=port)
+        async with DownstreamPool({"remote": entry}) as pool:
+            result = await pool.call_tool("remote", "add", {"a": 6, "b": 7})
+        assert result.structured_content == {"result": 13}
+        assert servers.provider.clients == {}  # not registered dynamically
+        assert set(servers.provider.fetched_documents) == {published.url}
