@@ -19,6 +19,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
+from ptc_mcp.cli import main
 from ptc_mcp.downstream.oauth import TOKEN_DIR_ENV
 from tests.conftest import EXPENSES_STDIO
 from tests.downstream.oauth_servers import OAuthServers, oauth_servers
@@ -127,3 +128,15 @@ async def test_login_serve_refresh_failure_check_and_logout_keep_tokens_out_of_e
         for token in servers.provider.issued:
             for where, text in outputs.items():
                 assert token.encode() not in text, f"a token appeared in the {where}"
+
+
+def test_login_names_the_servers_when_the_name_is_unknown_or_has_no_oauth(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"mcpServers": {"expenses": EXPENSES_STDIO}}), encoding="utf-8")
+    assert main(["login", "nosuch", "--config", str(config)]) == 2
+    assert "no server 'nosuch' in" in capsys.readouterr().err
+    assert main(["login", "expenses", "--config", str(config)]) == 2
+    assert 'has no "auth"' in capsys.readouterr().err
+    assert main(["logout", "expenses", "--config", str(config)]) == 2
