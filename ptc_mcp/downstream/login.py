@@ -64,8 +64,10 @@ class _Callback:
         return PlainTextResponse("ptc-mcp is logged in. You can close this window.")
 
     async def wait(self) -> AuthorizationCodeResult:
-        with anyio.fail_after(LOGIN_WAIT_S):
+        with anyio.move_on_after(LOGIN_WAIT_S):
             await self.done.wait()
+        if not self.done.is_set():
+            raise TimeoutError(f"no redirect arrived within {LOGIN_WAIT_S:g} s; run the login again")
         if self.result is None:
             raise RuntimeError(f"the authorization server refused: {self.error}")
         return self.result
