@@ -7,14 +7,23 @@ identity on the HTTP transports (``client[:subject][@issuer]``), absent when the
 (stdout belongs to JSON-RPC in stdio mode) or, with ``audit.file``, are appended to that file. Every line is
 also emitted on the ``ptc_mcp.audit`` logger at DEBUG, so tests and embedders can observe it without a file, and
 handed to every ``observe``r (metrics and traces are built from these lines: they count what the trail records).
+
+No data can switch the trail off: lines are serialized safely (valid UTF-8; a value that cannot be written is
+replaced, never the line dropped). If the sink itself fails (disk full, file removed, stderr closed), the trail says
+so loudly (an ERROR log at once and every ``REPORT_INTERVAL_S`` while it lasts), holds up to ``BACKLOG_LINES``
+lines and retries on every new line, writing the backlog first once the sink works again. With
+``audit.fail_closed`` the server refuses runs and tool calls while the sink fails (``refusal()``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,10 +32,16 @@ from typing import IO, Any
 from ptc_mcp.bridge import CallRecord
 from ptc_mcp.config import AuditConfig
 from ptc_mcp.errors import ConfigError
+from ptc_mcp.text import valid_text
 
 __all__ = ["SESSION_PREFIX_CHARS", "AuditLog"]
 
 logger = logging.getLogger("ptc_mcp.audit")
+log = logging.getLogger(__name__)
+
+BACKLOG_LINES = 10_000
+"""Lines held while the sink fails, written once it works again (older ones are dropped, and counted, past it)."""
+REPORT_INTERVAL_S = 10.0
 
 AuditObserver = Callable[[dict[str, Any]], None]
 """Called with each line (a dict) on the thread that wrote it; must be quick and must not raise."""
@@ -40,23 +55,38 @@ def _now() -> str:
 
 
 class AuditLog:
-    """Writes audit lines; thread-safe, never raises into a run (a failing sink is logged once and muted)."""
+    """Writes audit lines; thread-safe, never raises into a run, never goes quiet (see the module's docstring)."""
 
     def __init__(
-        self, *, enabled: bool = True, file: str | Path | None = None, include_arguments: bool = False
+        self,
+        *,
+        enabled: bool = True,
+        file: str | Path | None = None,
+        include_arguments: bool = False,
+        fail_closed: bool = False,
     ) -> None:
         self.enabled = enabled
         self.include_arguments = include_arguments
+        self.fail_closed = fail_closed
         self._path = Path(file) if file else None
         self._file: IO[str] | None = None
         self._lock = threading.Lock()
-        self._broken = False
+        self._backlog: deque[str] = deque()
+        self.lost = 0
+        """Lines dropped because the backlog was full while the sink failed."""
+        self._failure: str | None = None
+        self._reported_at = 0.0
         self._observers: list[AuditObserver] = []
 
     @classmethod
     def from_config(cls, config: AuditConfig) -> AuditLog:
         """The audit log a config asks for; an ``audit.file`` that cannot be opened fails start-up."""
-        audit = cls(enabled=config.enabled, file=config.file, include_arguments=config.include_arguments)
+        audit = cls(
+            enabled=config.enabled,
+            file=config.file,
+            include_arguments=config.include_arguments,
+            fail_closed=config.fail_closed,
+        )
         if audit.enabled and audit._path is not None:
             try:
                 audit._sink()
@@ -84,9 +114,13 @@ class AuditLog:
         duration_ms: float,
         code_bytes: int,
         output_bytes: int,
+        output_dropped_bytes: int = 0,
+        call_attempts: int | None = None,
         caller: str | None = None,
     ) -> None:
-        """One line for a finished (or cancelled) run."""
+        """One line for a finished (or cancelled) run. ``output_bytes`` counts every field returned to the client
+        (``ptc_mcp.budget``), ``output_dropped_bytes`` what the output budget cut; ``call_attempts`` every call the
+        program made (the budget's count), ``tool_calls`` the count its result reports."""
         line: dict[str, Any] = {
             "event": "run",
             "ts": _now(),
@@ -98,7 +132,10 @@ class AuditLog:
             "duration_ms": round(duration_ms, 2),
             "code_bytes": code_bytes,
             "output_bytes": output_bytes,
+            "output_dropped_bytes": output_dropped_bytes,
         }
+        if call_attempts is not None:
+            line["call_attempts"] = call_attempts
         if caller is not None:
             line["caller"] = caller
         self._emit(line)
@@ -112,7 +149,7 @@ class AuditLog:
         arguments: dict[str, Any] | None = None,
         caller: str | None = None,
     ) -> None:
-        """One line for a nested tool call that reached the bridge's downstream path."""
+        """One line for a call attempt: downstream, discovery (``@search``, ``@describe``) or refused."""
         line: dict[str, Any] = {
             "event": "call",
             "ts": _now(),
@@ -130,24 +167,72 @@ class AuditLog:
             line["arguments"] = arguments
         self._emit(line)
 
+    def refusal(self) -> str | None:
+        """Why runs and calls are refused now (``fail_closed`` and the sink is failing), else ``None``."""
+        if not (self.fail_closed and self.enabled and self._failure is not None):
+            return None
+        with self._lock:
+            self._drain()  # the sink may work again
+            failure = self._failure
+        if failure is None:
+            return None
+        return f"the audit trail cannot be written ({failure}); runs are refused until it can (audit.fail_closed)"
+
+    @property
+    def failing(self) -> bool:
+        """Whether the last write to the sink failed."""
+        return self._failure is not None
+
     def _emit(self, line: dict[str, Any]) -> None:
         for observer in self._observers:
             try:
                 observer(line)
             except Exception:  # an observer's bug must not end a run
-                logging.getLogger(__name__).exception("audit observer failed")
-        text = json.dumps(line, default=str, ensure_ascii=False, separators=(",", ":"))
+                log.exception("audit observer failed")
+        text = _serialize(line)
         logger.debug(text)
-        if not self.enabled or self._broken:
+        if not self.enabled:
             return
         with self._lock:
-            try:
-                self._sink().write(text + "\n")
-                if self._file is not None:
-                    self._file.flush()
-            except (OSError, ValueError) as exc:
-                self._broken = True
-                logging.getLogger(__name__).error("audit trail disabled: cannot write to %s: %s", self._where, exc)
+            if len(self._backlog) >= BACKLOG_LINES:
+                self._backlog.popleft()
+                self.lost += 1
+            self._backlog.append(text)
+            self._drain()
+
+    def _drain(self) -> None:
+        """Write the backlog (under the lock); on failure keep it, close the file (reopened next time), say so."""
+        try:
+            sink = self._sink()
+            while self._backlog:
+                sink.write(self._backlog[0] + "\n")
+                self._backlog.popleft()
+            sink.flush()
+        except (OSError, ValueError) as exc:
+            self._failed(exc)
+            return
+        if self._failure is not None:
+            log.warning("audit trail: writing to %s again (%d lines lost meanwhile)", self._where, self.lost)
+            self._failure = None
+
+    def _failed(self, exc: BaseException) -> None:
+        if self._file is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self._file.close()
+            self._file = None
+        first = self._failure is None
+        self._failure = f"{type(exc).__name__}: {exc}"
+        now = time.monotonic()
+        if first or now - self._reported_at >= REPORT_INTERVAL_S:
+            self._reported_at = now
+            log.error(
+                "AUDIT TRAIL FAILING: cannot write to %s: %s; %d lines held, %d lost; retrying with every line%s",
+                self._where,
+                self._failure,
+                len(self._backlog),
+                self.lost,
+                " (runs are refused meanwhile: audit.fail_closed)" if self.fail_closed else "",
+            )
 
     @property
     def _where(self) -> str:
@@ -163,6 +248,21 @@ class AuditLog:
 
     def close(self) -> None:
         with self._lock:
+            if self._backlog:
+                self._drain()
+            if self._backlog:
+                log.error("audit trail: %d lines could not be written to %s", len(self._backlog), self._where)
             if self._file is not None:
                 self._file.close()
                 self._file = None
+
+
+def _serialize(line: dict[str, Any]) -> str:
+    """One JSON line, always: valid UTF-8; a value that cannot be serialized is named, never the line lost."""
+    try:
+        text = json.dumps(line, default=str, ensure_ascii=False, separators=(",", ":"))
+    except (ValueError, RecursionError) as exc:
+        fields = {key: value for key, value in line.items() if key != "arguments"}
+        fields["arguments_unwritable"] = f"{type(exc).__name__}: {exc}"
+        text = json.dumps(fields, default=str, ensure_ascii=False, separators=(",", ":"))
+    return valid_text(text)

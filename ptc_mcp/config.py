@@ -156,6 +156,8 @@ class AuditConfig(_Strict):
     """Append the lines to this file instead of writing them to stderr."""
     include_arguments: bool = False
     """Also record the arguments of each nested call (off: they may carry data the program read elsewhere)."""
+    fail_closed: bool = False
+    """While the trail cannot be written, refuse runs (``busy``) and tool calls instead of only saying so loudly."""
 
 
 class Config(_Strict):

@@ -68,12 +68,16 @@ class SandboxFailure(PtcError):
 
 
 class ToolCallError(PtcError):
-    """A nested tool call failed; ``error_type`` tells the program which kind of failure it was."""
+    """A nested tool call failed; ``error_type`` tells the program which kind of failure it was.
 
-    def __init__(self, error_type: ErrorType, message: str) -> None:
+    ``outcome`` is what the audit trail records (``error_type`` unless more is known: ``timeout``).
+    """
+
+    def __init__(self, error_type: ErrorType, message: str, *, outcome: str | None = None) -> None:
         super().__init__(message)
         self.error_type: ErrorType = error_type
         self.message = message
+        self.outcome = outcome or error_type
 
 
 class RunLimitExceeded(PtcError):

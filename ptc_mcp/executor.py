@@ -25,9 +25,10 @@ from typing import Any, Protocol, Self
 import anyio
 
 from ptc_mcp.audit import AuditLog
-from ptc_mcp.bridge import CallRecord, RunTools, ToolBridge
+from ptc_mcp.bridge import DISCOVERY, CallRecord, RunTools, ToolBridge
+from ptc_mcp.budget import fit_run
 from ptc_mcp.config import LimitsConfig
-from ptc_mcp.errors import BusyError, RunLimitExceeded, SandboxFailure
+from ptc_mcp.errors import BusyError, ErrorType, RunLimitExceeded, SandboxFailure, ToolCallError
 from ptc_mcp.output import OutputCollector, safe_text
 from ptc_mcp.results import RunError, RunResult, error_result
 from ptc_mcp.sandboxes.base import RunReport, RunRequest, SandboxBackend, SandboxSession, StreamName
@@ -146,6 +147,9 @@ class Executor:
         problem = self.check_input(request)
         if problem is not None:
             return error_result("invalid_input", problem, session=request.session)
+        refusal = self.audit.refusal()
+        if refusal is not None:
+            return error_result("busy", refusal, session=request.session)
         try:
             async with _Admission(self) as admission:
                 if self.stateless:
@@ -217,6 +221,9 @@ class Executor:
                     error = RunError(type=exc.error_type, message=exc.message)
                 except SandboxFailure as exc:
                     error = RunError(type=exc.error_type, message=str(exc))
+                except Exception as exc:  # a host bug: this run fails, the server keeps serving
+                    log.exception("run %s failed on the host", run_id)
+                    error = RunError(type="sandbox_failure", message=f"the host failed while running it: {exc!r}")
             if deadline.cancelled_caught:
                 error = RunError(
                     type="timeout",
@@ -245,20 +252,29 @@ class Executor:
         if report is not None:
             output.note_dropped(report.output_dropped)
         if report is not None and not report.ok:
+            error_type = _host_view(report, tools, output)
             error = RunError(
-                type=report.error_type or "program_error",
-                message=(report.message or "") + (_FRESH_NOTE if _exhausted(report) and not self.stateless else ""),
+                type=error_type,
+                message=(report.message or "")
+                + (_FRESH_NOTE if error_type in EXHAUSTING_ERRORS and not self.stateless else ""),
                 exc_type=report.exc_type,
                 traceback=report.traceback,
             )
+        fitted = fit_run(
+            self.limits.max_output_bytes,
+            output,
+            report.result if report else None,
+            report.result_repr if report else None,
+            error,
+        )
         result = RunResult(
-            status="ok" if error is None else "error",
-            stdout=output.text("stdout"),
-            stderr=output.text("stderr"),
-            output_truncated=output.truncated,
-            result=report.result if report else None,
-            result_repr=report.result_repr if report else None,
-            error=error,
+            status="ok" if fitted.error is None else "error",
+            stdout=fitted.stdout,
+            stderr=fitted.stderr,
+            output_truncated=fitted.truncated,
+            result=fitted.result,
+            result_repr=fitted.result_repr,
+            error=fitted.error,
             tool_calls=tools.used,
             duration_ms=round((time.perf_counter() - started) * 1000, 2),
             session=session.handle or None,
@@ -271,7 +287,9 @@ class Executor:
             tool_calls=result.tool_calls,
             duration_ms=result.duration_ms,
             code_bytes=len(request.code.encode()),
-            output_bytes=len(result.stdout.encode()) + len(result.stderr.encode()),
+            output_bytes=fitted.returned_bytes,
+            output_dropped_bytes=fitted.dropped_bytes,
+            call_attempts=tools.attempts,
             caller=session.owner,
         )
         return result
@@ -285,6 +303,34 @@ _FRESH_NOTE = "; the session restarts fresh on the next call"
 
 def _exhausted(report: RunReport | None) -> bool:
     return report is not None and not report.ok and report.error_type in EXHAUSTING_ERRORS
+
+
+_CALL_ERRORS: dict[str, frozenset[str]] = {
+    "tool_error": frozenset({"tool_error", "timeout"}),
+    "tool_denied": frozenset({"tool_denied"}),
+    "tool_call_limit": frozenset({"tool_call_limit"}),
+}
+"""A run may end with a tool call's error type only if the host refused or failed such a call in that run."""
+_SANDBOX_REPORTED: frozenset[str] = frozenset({"program_error", *EXHAUSTING_ERRORS})
+"""Failures only the inside of the sandbox sees (they also discard the sandbox, so claiming one gains nothing)."""
+
+
+def _host_view(report: RunReport, tools: RunTools, output: OutputCollector) -> ErrorType:
+    """The error type of a failed run as the host saw it: what the runtime claims, only if the host agrees.
+
+    The runtime's ``done`` message is the program's to forge. Types only the host decides (``timeout``, ``busy``,
+    ``sandbox_failure``, ``cancelled``...) are never taken from it; a tool call's type only when such a call
+    happened; ``output_limit`` only when output was in fact cut. Anything else is a ``program_error``.
+    """
+    claimed = report.error_type or "program_error"
+    if claimed in _SANDBOX_REPORTED:
+        return claimed
+    if claimed == "output_limit" and output.truncated:
+        return claimed
+    outcomes = _CALL_ERRORS.get(claimed)
+    if outcomes is not None and any(record.outcome in outcomes for record in tools.calls):
+        return claimed
+    return "program_error"
 
 
 class _WatchedRun:
@@ -308,6 +354,7 @@ class _WatchedRun:
         self._run_id = run_id
         self._caller = caller
         self.output_bytes = 0
+        tools.observer = self.call_recorded
 
     def write(self, stream: StreamName, text: str) -> None:
         self.output_bytes += len(text.encode("utf-8", "surrogatepass"))
@@ -316,24 +363,21 @@ class _WatchedRun:
             self._events.output(stream, safe_text(text))
 
     async def call_tool(self, name: str, arguments: dict[str, Any]) -> Any:
-        if name.startswith("@"):  # tools.search/describe: answered from the catalog, not a downstream call
-            return await self._tools(name, arguments)
-        if self._events is not None:
+        if self._events is not None and name not in DISCOVERY:
             self._events.call_started(name)
-        recorded = len(self._tools.calls)
-        try:
-            return await self._tools(name, arguments)
-        finally:
-            # RunTools appends a call's record in its own ``finally`` and returns to us with no await in between,
-            # so when the list grew, the last record is this call's. It does not grow for calls refused before
-            # they reach a server (budget, unknown tool, bad arguments), which have no await either.
-            if len(self._tools.calls) > recorded:
-                record = self._tools.calls[-1]
-                self._audit.call(
-                    session=self._session, run_id=self._run_id, record=record, arguments=arguments, caller=self._caller
-                )
-                if self._events is not None:
-                    self._events.call_finished(record)
+        refusal = self._audit.refusal()
+        if refusal is not None:  # fail closed: no call without its audit line (this one waits in the backlog)
+            self.call_recorded(CallRecord(name, 0.0, "tool_denied", 0, 0), arguments)
+            raise ToolCallError("tool_denied", refusal)
+        return await self._tools(name, arguments)
+
+    def call_recorded(self, record: CallRecord, arguments: dict[str, Any]) -> None:
+        """Every call attempt (``RunTools.observer``): one audit line, and the event for downstream calls."""
+        self._audit.call(
+            session=self._session, run_id=self._run_id, record=record, arguments=arguments, caller=self._caller
+        )
+        if self._events is not None and record.tool not in DISCOVERY:
+            self._events.call_finished(record)
 
 
 class _Admission:

@@ -6,18 +6,17 @@ import re
 
 from ptc_mcp.errors import RunLimitExceeded
 from ptc_mcp.sandboxes.base import StreamName
+from ptc_mcp.text import valid_text
 
 FLOOD_FACTOR = 8
 """Output past ``FLOOD_FACTOR`` times the cap ends the run as ``output_limit`` (below that it is only truncated)."""
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def safe_text(text: str) -> str:
     """Valid UTF-8 with no terminal control sequences: lone surrogates → U+FFFD, control characters → ``\\xNN``."""
-    text = _SURROGATE.sub("\ufffd", text)
-    return _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
+    return _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", valid_text(text))
 
 
 class OutputCollector:
@@ -57,8 +56,12 @@ class OutputCollector:
     def truncated(self) -> bool:
         return self.dropped > 0
 
+    def body(self, stream: StreamName) -> str:
+        """What was kept of ``stream``, without the truncation marker."""
+        return "".join(self._parts[stream])
+
     def text(self, stream: StreamName) -> str:
-        body = "".join(self._parts[stream])
+        body = self.body(stream)
         if stream == "stdout" and self.dropped:
             body += f"\n[... output truncated at {self._cap} bytes: {self.dropped} more bytes not shown ...]\n"
         return body

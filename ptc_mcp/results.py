@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Literal
 
 import mcp_types as types
 from pydantic import BaseModel, Field
 
 from ptc_mcp.errors import ErrorType
+
+log = logging.getLogger(__name__)
 
 
 class RunError(BaseModel):
@@ -58,11 +61,20 @@ class RunResult(BaseModel):
         return "\n".join(parts)
 
     def to_call_tool_result(self) -> types.CallToolResult:
-        return types.CallToolResult(
+        """The MCP result; checked to encode as UTF-8 JSON here, so a bad field fails this run, never the
+        connection (the SDK's writer would die on it and take a stdio server down)."""
+        result = types.CallToolResult(
             content=[types.TextContent(type="text", text=self.to_text())],
             structured_content=self.model_dump(mode="json"),
             is_error=self.error is not None,
         )
+        try:
+            result.model_dump_json(by_alias=True).encode("utf-8")
+        except (ValueError, UnicodeError) as exc:  # PydanticSerializationError is a ValueError
+            log.error("a run's result could not be encoded: %s", exc)
+            failed = error_result("sandbox_failure", f"the result could not be encoded: {exc}", session=self.session)
+            return failed.to_call_tool_result()
+        return result
 
 
 def error_result(error_type: ErrorType, message: str, *, session: str | None = None) -> RunResult:

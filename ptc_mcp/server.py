@@ -185,14 +185,18 @@ def build_server(app: App) -> Server[Any]:
             owner=_caller_identity(),
         )
         reporter = run_reporter(ctx, app.config.limits.max_output_bytes)
-        if reporter is None:
-            result = await app.executor.execute(request)
-        else:
-            async with anyio.create_task_group() as pump:
-                pump.start_soon(reporter.pump)
-                result = await app.executor.execute(request, events=reporter)
-                pump.cancel_scope.cancel()
-            await reporter.flush()
+        try:
+            if reporter is None:
+                result = await app.executor.execute(request)
+            else:
+                async with anyio.create_task_group() as pump:
+                    pump.start_soon(reporter.pump)
+                    result = await app.executor.execute(request, events=reporter)
+                    pump.cancel_scope.cancel()
+                await reporter.flush()
+        except Exception as exc:  # a host bug answering this program: a typed result, never a protocol error
+            log.exception("execute_program failed on the host")
+            return error_result("sandbox_failure", f"the host failed while running it: {exc!r}").to_call_tool_result()
         if implicit and arguments.session is None and result.session and SESSION_STATE_KEY not in connection.state:
             connection.state[SESSION_STATE_KEY] = result.session
             app.executor.sessions.mark_claimed(result.session)

@@ -25,6 +25,7 @@ PROGRAM_FILE = "<program>"
 AWAIT_HINT = "tool functions are async: write `await {name}(...)` (or gather several with asyncio.gather)"
 RESERVED = ("tools", "call_tool", "servers", "ToolError", "Binary", "asyncio")
 FLOOD_FACTOR = 8  # output past this many times the cap ends the run as output_limit
+MAX_DISCOVERY_TEXT = 1000  # the host refuses longer tools.search queries (and describe names past 512)
 MAX_NESTING = 90  # results nested deeper travel as repr only (the host refuses more than 100 levels)
 
 
@@ -203,14 +204,22 @@ class Tools(object):
 
     def search(self, query, limit=5):
         """Tools ranked by relevance to ``query``: a list of {name, summary, signature}."""
-        return self._runtime.call_blocking("@search", {"query": str(query), "limit": int(limit)})
+        # The host validates (query length, 1 <= limit <= 50) and raises TypeError with the reason.
+        return self._runtime.call_blocking("@search", {"query": _short_text(query), "limit": limit})
 
     def describe(self, name):
         """Full signature, documentation and schemas of ``"server.tool"``."""
-        return self._runtime.call_blocking("@describe", {"name": str(name)})
+        return self._runtime.call_blocking("@describe", {"name": _short_text(name)})
 
     def __repr__(self):
         return "<tools: use tools.search(query) and tools.describe('server.tool')>"
+
+
+def _short_text(value):
+    """``str(value)``; past the host's bound cut to one character more (the host refuses it with the reason, and
+    megabytes are never sent only to be refused)."""
+    text = value if isinstance(value, str) else str(value)
+    return text[: MAX_DISCOVERY_TEXT + 1]
 
 
 class Runtime(object):

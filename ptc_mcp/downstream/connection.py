@@ -34,6 +34,7 @@ from ptc_mcp.config import ServerConfig, StdioServerConfig
 from ptc_mcp.downstream.oauth import ServingOAuthProvider, oauth_auth
 from ptc_mcp.downstream.transports import open_transport
 from ptc_mcp.errors import ToolCallError
+from ptc_mcp.text import valid_text
 
 __all__ = ["DownstreamServer", "describe_exception"]
 
@@ -167,7 +168,7 @@ class DownstreamServer:
             with anyio.fail_after(timeout):
                 return await link.client.call_tool(tool, arguments or {})
         except TimeoutError:
-            raise ToolCallError("tool_error", f"{where} timed out after {timeout:g} s") from None
+            raise ToolCallError("tool_error", f"{where} timed out after {timeout:g} s", outcome="timeout") from None
         except MCPError as exc:
             if exc.code == types.CONNECTION_CLOSED:
                 self._drop(link)
@@ -176,8 +177,9 @@ class DownstreamServer:
                 message = f"{where}: the server closed the connection (did it crash?); it restarts on the next call"
                 raise ToolCallError("tool_error", message) from None
             if exc.code == types.REQUEST_TIMEOUT:
-                raise ToolCallError("tool_error", f"{where} timed out after {timeout:g} s") from None
-            raise ToolCallError("tool_error", f"{where} failed: {exc.message} (MCP error {exc.code})") from None
+                raise ToolCallError("tool_error", f"{where} timed out after {timeout:g} s", outcome="timeout") from None
+            message = f"{where} failed: {valid_text(exc.message)} (MCP error {exc.code})"
+            raise ToolCallError("tool_error", message) from None
         except _LOST_ERRORS as exc:
             self._drop(link)
             if (login := self.login_needed) is not None:

@@ -1,23 +1,32 @@
 """Host side of the host↔runtime protocol (docs/protocol.md): message shapes and a strict parser.
 
 Everything the runtime sends is untrusted: a message that is not valid JSON, not an object, too large, or of the
-wrong shape raises ``ProtocolError`` and never reaches the rest of the host.
+wrong shape raises ``ProtocolError`` and never reaches the rest of the host. Text is made valid here, once
+(``ptc_mcp.text``): invalid UTF-8 and lone surrogates become U+FFFD before any message reaches a result, a log,
+the audit trail or a downstream call.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from ptc_mcp.errors import SandboxFailure, ToolCallError
+from ptc_mcp.errors import RunLimitExceeded, SandboxFailure, ToolCallError
 from ptc_mcp.sandboxes.base import RunRequest, ToolCallHandler
+from ptc_mcp.text import valid_json
+
+log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 MAX_NESTING = 100
 """Deepest list/object nesting accepted from the runtime: values this deep would make the host's own
 serializers (pydantic, the MCP transport) recurse past Python's limit."""
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+"""A ``\\uD800``-``\\uDFFF`` escape: the line may decode to a lone surrogate (or to a valid pair: checked after)."""
 
 
 class ProtocolError(SandboxFailure):
@@ -75,9 +84,10 @@ def parse_runtime_message(line: bytes) -> Ready | Call | Output | Done:
     """Parse one line from the runtime; raises ``ProtocolError`` for anything malformed."""
     if len(line) > MAX_MESSAGE_BYTES:
         raise ProtocolError(f"protocol message of {len(line)} bytes exceeds {MAX_MESSAGE_BYTES}")
+    text = line.decode("utf-8", "replace")  # the runtime sends ASCII; anything else is hostile but still text
     try:
-        data = json.loads(line)
-    except (ValueError, UnicodeDecodeError) as exc:
+        data = json.loads(text)
+    except ValueError as exc:
         raise ProtocolError(f"runtime sent a line that is not JSON: {exc}") from None
     except RecursionError:  # "[[[[..." thousands deep: json.loads recurses per level
         raise ProtocolError("runtime sent JSON nested too deeply") from None
@@ -85,6 +95,8 @@ def parse_runtime_message(line: bytes) -> Ready | Call | Output | Done:
         raise ProtocolError("runtime sent a JSON value that is not an object")
     if _depth_exceeds(data, MAX_NESTING):
         raise ProtocolError(f"runtime sent JSON nested deeper than {MAX_NESTING} levels")
+    if _SURROGATE_ESCAPE.search(text):
+        data = valid_json(data)
     try:
         return _ADAPTER.validate_python(data)
     except ValidationError as exc:
@@ -124,18 +136,27 @@ def encode(message: dict[str, Any]) -> bytes:
 async def answer_call(run_id: str, call: Call, call_tool: ToolCallHandler) -> tuple[dict[str, Any], bytes]:
     """Run one tool call for the runtime: the ``result`` message, and that message encoded as a line.
 
-    Encoding here doubles as the check that the value is JSON: a value the runtime could not decode becomes this
-    call's error instead of breaking the channel.
+    Whatever goes wrong on the host while answering (a bug, a value that is not JSON) becomes this call's error in
+    the program, never a failure of the channel, the run or the server. Encoding here doubles as the check that
+    the value is JSON: a value the runtime could not decode becomes this call's error instead of breaking the channel.
     """
     reply: dict[str, Any] = {"type": "result", "id": run_id, "call": call.call}
     try:
         reply.update(ok=True, value=await call_tool(call.tool, call.args))
-        return reply, encode(reply)
+    except RunLimitExceeded:
+        raise  # ends the run (a program that keeps calling past its budget)
     except ToolCallError as exc:
         reply.update(ok=False, error={"type": exc.error_type, "message": exc.message})
     except TypeError as exc:
         reply.update(ok=False, error={"type": "invalid_arguments", "message": str(exc)})
     except (ValueError, KeyError, LookupError) as exc:
         reply.update(ok=False, error={"type": "tool_error", "message": str(exc)})
-    reply.pop("value", None)
-    return reply, encode(reply)
+    except Exception as exc:  # a host bug must fail this call only
+        log.exception("answering %s failed", call.tool)
+        reply.update(ok=False, error={"type": "tool_error", "message": f"the host failed to answer: {exc!r}"})
+    try:
+        return reply, encode(reply)
+    except (TypeError, ValueError, RecursionError) as exc:
+        reply.pop("value", None)
+        reply.update(ok=False, error={"type": "tool_error", "message": f"the result is not JSON: {exc}"})
+        return reply, encode(reply)

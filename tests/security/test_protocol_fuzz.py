@@ -222,7 +222,7 @@ SCENARIOS: dict[str, tuple[list[bytes], ErrorType | None]] = {
         [call(1), call(1), call(2, "no.such"), call(3, "@describe", {"name": 5}), done()],
         None,
     ),
-    "call-flood-past-the-budget": ([call(n) for n in range(1, 2001)] + [done()], None),
+    "call-flood-past-the-budget": ([call(n) for n in range(1, 2001)] + [done()], "tool_call_limit"),
     "output-flood": ([output("stdout", "x" * 4000)] * 200 + [done()], "output_limit"),
     "hostile-output-text": ([output("stderr", "\x1b]0;pwned\x07\ud800\x00"), done()], None),
     "unknown-error-type": (
