@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 BACKLOG_LINES = 10_000
 """Lines held while the sink fails, written once it works again (older ones are dropped, and counted, past it)."""
 REPORT_INTERVAL_S = 10.0
+MAX_ARGUMENT_BYTES = 64 * 1024
+"""Arguments larger than this are not copied into the trail (``arguments_omitted`` gives their size): one call
+with megabytes of arguments must not cost the host seconds of serializing and writing."""
 
 AuditObserver = Callable[[dict[str, Any]], None]
 """Called with each line (a dict) on the thread that wrote it; must be quick and must not raise."""
@@ -164,7 +167,10 @@ class AuditLog:
         if caller is not None:
             line["caller"] = caller
         if self.include_arguments and arguments is not None:
-            line["arguments"] = arguments
+            if record.request_bytes <= MAX_ARGUMENT_BYTES:
+                line["arguments"] = arguments
+            else:
+                line["arguments_omitted"] = f"{record.request_bytes} bytes, over {MAX_ARGUMENT_BYTES}"
         self._emit(line)
 
     def refusal(self) -> str | None:

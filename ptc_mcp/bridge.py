@@ -151,7 +151,7 @@ class RunTools:
             else:
                 self.used += 1
                 value = await self._call_downstream(name, arguments)
-            response_bytes = len(json.dumps(value, ensure_ascii=False).encode("utf-8"))
+            response_bytes = _json_size(value)
             return value
         except ToolCallError as exc:
             outcome = exc.outcome
@@ -239,10 +239,24 @@ def _error_text(result: types.CallToolResult) -> str:
 
 
 def _json_size(value: Any) -> int:
-    try:
-        return len(json.dumps(value, ensure_ascii=False, default=str).encode("utf-8", "replace"))
-    except (ValueError, RecursionError):
-        return 0
+    """About the size of ``value`` as compact JSON (escapes not counted), without serializing it: one walk over
+    its items, so a megabyte string costs one ``encode``, not a ``json.dumps``."""
+    size = 0
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            size += len(item.encode("utf-8", "replace")) + 2
+        elif isinstance(item, dict):
+            size += 2 + 2 * len(item)
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            size += 2 + len(item)
+            stack.extend(item)
+        else:
+            size += len(str(item)) if item is not None else 4
+    return size
 
 
 def _check_json(name: str, arguments: dict[str, Any]) -> None:

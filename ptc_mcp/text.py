@@ -20,11 +20,16 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 def valid_text(text: str) -> str:
     """``text`` with every lone surrogate replaced by U+FFFD (encodable as UTF-8)."""
-    return _SURROGATE.sub("\ufffd", text)
+    return _SURROGATE.sub("\ufffd", text) if has_lone_surrogate(text) else text
 
 
 def has_lone_surrogate(text: str) -> bool:
-    return _SURROGATE.search(text) is not None
+    """Whether ``text`` cannot be encoded as UTF-8 (the codec's C loop is several times faster than a regex)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def valid_json(value: Any) -> Any:

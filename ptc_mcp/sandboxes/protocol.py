@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -25,8 +24,6 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 MAX_NESTING = 100
 """Deepest list/object nesting accepted from the runtime: values this deep would make the host's own
 serializers (pydantic, the MCP transport) recurse past Python's limit."""
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
-"""A ``\\uD800``-``\\uDFFF`` escape: the line may decode to a lone surrogate (or to a valid pair: checked after)."""
 
 
 class ProtocolError(SandboxFailure):
@@ -95,7 +92,7 @@ def parse_runtime_message(line: bytes) -> Ready | Call | Output | Done:
         raise ProtocolError("runtime sent a JSON value that is not an object")
     if _depth_exceeds(data, MAX_NESTING):
         raise ProtocolError(f"runtime sent JSON nested deeper than {MAX_NESTING} levels")
-    if _SURROGATE_ESCAPE.search(text):
+    if b"\\ud" in line or b"\\uD" in line:  # an escape that may be a lone surrogate (valid_json checks exactly)
         data = valid_json(data)
     try:
         return _ADAPTER.validate_python(data)

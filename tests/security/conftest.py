@@ -142,6 +142,9 @@ def nothing_left_behind_by_the_suite() -> Iterator[None]:
 
 
 _outcomes: dict[str, Counter[str]] = {}
+LATENCIES: dict[str, list[float]] = {}
+"""Latencies of other requests measured while hostile-data attacks ran, per ``transport/backend`` (reported at the
+end, test_hostile_data.py)."""
 
 
 def _backend_of(item_or_report: Any) -> str:
@@ -173,6 +176,14 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         if counts:
             detail = ", ".join(f"{counts[key]} {key}" for key in ("passed", "failed", "skipped") if counts[key])
             terminalreporter.write_line(f"{kind:>10}: {sum(counts.values())} cases ({detail})")
+    for key, values in LATENCIES.items():
+        if values:
+            ordered = sorted(values)
+            terminalreporter.write_line(
+                f"other requests during hostile-data attacks, {key}: {len(values)} answered, median "
+                f"{ordered[len(ordered) // 2] * 1000:.0f} ms, p99 {ordered[int(len(ordered) * 0.99)] * 1000:.0f} ms, "
+                f"max {ordered[-1] * 1000:.0f} ms"
+            )
 
 
 # --- the harness ------------------------------------------------------------------------------------------------
