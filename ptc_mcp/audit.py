@@ -263,6 +263,11 @@ class AuditLog:
                 self._file = None
 
 
+_LINE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+"""Characters that tools splitting text into lines (``str.splitlines``, some log shippers) take for line ends: inside
+JSON strings they are written escaped, so one line of the trail stays one line."""
+
+
 def _serialize(line: dict[str, Any]) -> str:
     """One JSON line, always: valid UTF-8; a value that cannot be serialized is named, never the line lost."""
     try:
@@ -271,4 +276,4 @@ def _serialize(line: dict[str, Any]) -> str:
         fields = {key: value for key, value in line.items() if key != "arguments"}
         fields["arguments_unwritable"] = f"{type(exc).__name__}: {exc}"
         text = json.dumps(fields, default=str, ensure_ascii=False, separators=(",", ":"))
-    return valid_text(text)
+    return valid_text(text).translate(_LINE_BREAKS)
