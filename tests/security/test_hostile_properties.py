@@ -18,7 +18,6 @@ from typing import Any, get_args
 import anyio
 import mcp_types as types
 import pytest
-from anyio.abc import ByteReceiveStream, ByteSendStream
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -30,8 +29,7 @@ from ptc_mcp.config import LimitsConfig
 from ptc_mcp.errors import ErrorType
 from ptc_mcp.executor import ExecuteRequest, Executor
 from ptc_mcp.progress import LOGGER_NAME, RunReporter
-from ptc_mcp.sandboxes.base import OutputSink, RunReport, RunRequest, ToolCallHandler
-from ptc_mcp.sandboxes.stream import RuntimeChannel
+from tests.security.replayed_runtime import ReplayedBackend, line_of
 
 pytestmark = pytest.mark.anyio
 
@@ -55,8 +53,7 @@ json_values = st.recursive(
 
 
 def _line(message: dict[str, Any]) -> bytes:
-    encoded = json.dumps(message, ensure_ascii=True).encode("ascii")
-    return encoded.replace(json.dumps(INVALID_UTF8)[1:-1].encode(), b"\xff\xfe\xc3") + b"\n"
+    return line_of(message).replace(json.dumps(INVALID_UTF8)[1:-1].encode(), b"\xff\xfe\xc3")
 
 
 messages = st.one_of(
@@ -93,63 +90,6 @@ done_messages = st.builds(
         }
     ),
 )
-
-
-class ReplayedRuntime(ByteReceiveStream, ByteSendStream):
-    """Both ends of a runtime's pipes in memory: takes the host's ``run`` message, then replays ``lines``."""
-
-    def __init__(self, lines: list[dict[str, Any]]) -> None:
-        self.lines = lines
-        self.run_id: str | None = None
-        self.sent = False
-
-    async def send(self, item: bytes) -> None:
-        if item.startswith(b'{"type":"run"'):
-            self.run_id = json.loads(item)["id"]
-
-    async def receive(self, max_bytes: int = 65536) -> bytes:
-        if self.sent or self.run_id is None:
-            raise anyio.EndOfStream
-        self.sent = True
-        run_id = self.run_id
-        return b"".join(_line(_with_run(message, run_id)) for message in self.lines)
-
-    async def send_eof(self) -> None:
-        pass
-
-    async def aclose(self) -> None:
-        pass
-
-
-def _with_run(message: dict[str, Any], run_id: str) -> dict[str, Any]:
-    return {**message, "id": run_id}
-
-
-class ReplayedSession:
-    def __init__(self, lines: list[dict[str, Any]]) -> None:
-        runtime = ReplayedRuntime(lines)
-        self.channel = RuntimeChannel(runtime, runtime)
-        self.alive = True
-
-    async def run(self, request: RunRequest, call_tool: ToolCallHandler, output: OutputSink) -> RunReport:
-        return await self.channel.run(request, call_tool, output)
-
-    async def aclose(self) -> None:
-        self.alive = False
-
-
-class ReplayedBackend:
-    kind = "replayed"
-    isolated = True
-
-    def __init__(self, lines: list[dict[str, Any]]) -> None:
-        self.lines = lines
-
-    async def start_session(self) -> ReplayedSession:
-        return ReplayedSession(self.lines)
-
-    async def aclose(self) -> None:
-        pass
 
 
 class HostileTool:
@@ -193,7 +133,7 @@ async def test_random_strings_in_every_runtime_and_tool_field_never_break_the_ho
     audit_file = tmp_path / "audit.jsonl"
     audit_file.unlink(missing_ok=True)
     audit = AuditLog(file=audit_file, include_arguments=True)
-    backend = ReplayedBackend([*lines, done] if done is not None else lines)
+    backend = ReplayedBackend([*lines, done] if done is not None else lines, encode=_line)
     bridge = ToolBridge(HostileTool(tool_text, tool_fails), ToolPolicy(["*"], []))
     limits = LimitsConfig(timeout_s=10, max_output_bytes=BUDGET, max_tool_calls=4)
     notifications: list[bytes] = []
