@@ -7,6 +7,7 @@ floods, hangs, and echo their arguments (so a test sees what actually reached th
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import anyio
@@ -35,6 +36,16 @@ TOOLS = [
         input_schema={"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]},
     ),
     types.Tool(name="hang", description="Never answers.", input_schema=_ANY),
+    types.Tool(
+        name="wire_answer",
+        description="Answers with a lone surrogate escape on the wire (JSON no MCP SDK accepts), then never again.",
+        input_schema=_ANY,
+    ),
+    types.Tool(
+        name="wire_surrogate",
+        description="Writes a notification with a lone surrogate escape to the wire, then answers.",
+        input_schema=_ANY,
+    ),
     types.Tool(name="denied", description="Denied by the test's policy.", input_schema=_ANY),
 ]
 
@@ -59,6 +70,15 @@ async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.Call
         return _text('"\\udc80 failed"', error=True)
     if params.name == "flood":
         return _text("f" * int(arguments.get("size", 0)))
+    if params.name == "wire_surrogate":
+        # Past the SDK's own writer (which would refuse it): the raw line, as a hand-written server could send it.
+        line = b'{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"\\ud800"}}\n'
+        os.write(1, line)
+        return _text('"after \\ud800"')
+    if params.name == "wire_answer":
+        answer = {"jsonrpc": "2.0", "id": ctx.request_id, "result": {"content": [{"type": "text", "text": "@"}]}}
+        os.write(1, json.dumps(answer).replace("@", "\\ud800").encode() + b"\n")
+        await anyio.sleep_forever()
     if params.name == "hang":
         await anyio.sleep_forever()
     return _text(f"unknown tool {params.name}", error=True)

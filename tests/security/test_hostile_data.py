@@ -116,6 +116,18 @@ ATTACKS = [
         None,
         _returns('"\\udc80 failed"'),  # an error's text is shown as sent, never JSON-decoded
     ),
+    Attack(
+        "downstream-writes-a-lone-surrogate-on-the-wire",
+        "await hostile.wire_surrogate()",
+        None,
+        _returns("after \ufffd"),
+    ),
+    Attack(
+        "downstream-answers-with-a-lone-surrogate-on-the-wire",
+        "try:\n    await hostile.wire_answer()\nexcept ToolError as exc:\n    kind = exc.error_type\nkind",
+        None,
+        _returns("tool_error"),  # the SDK drops a line it cannot parse: the call times out, the connection stays
+    ),
     Attack("surrogate-in-discovery", 'tools.search("\\ud800")\ntools.search("\\udfff budget", limit=3)', None),
     # -- floods through every field ----------------------------------------------------------------------------
     Attack("flood-exception-message", 'raise ValueError("m" * 5_000_000)', "program_error", docker=True),
