@@ -24,11 +24,13 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
+from ptc_mcp.budget import fit_run
 from ptc_mcp.errors import ErrorType, RunLimitExceeded, SandboxFailure, ToolCallError
 from ptc_mcp.output import OutputCollector
 from ptc_mcp.proxy.errors import ApiError, invalid
 from ptc_mcp.proxy.tools import CLIENT_CALL_PREFIX, ToolSet, client_prelude, prelude_key
 from ptc_mcp.proxy.translate import new_id
+from ptc_mcp.results import RunError
 from ptc_mcp.sandboxes.base import RunReport, RunRequest, SandboxBackend, SandboxSession, StreamName, ToolCallHandler
 
 log = logging.getLogger(__name__)
@@ -209,7 +211,7 @@ class ProgramRun:
                     failure = RunOutcome("", "", 1, error_code="unavailable")
             for call in list(self.outstanding.values()) + self.fresh:
                 call.fail("cancelled", "the program ended")
-            self.outcome = failure or _outcome(report, output)
+            self.outcome = failure or _outcome(report, output, settings.max_output_bytes)
             container.touch()
             self._notify()
 
@@ -296,11 +298,15 @@ def _join(first: str, second: str) -> str:
     return f"{first.rstrip(chr(10))}\n{second}" if first else second
 
 
-def _outcome(report: RunReport | None, output: OutputCollector) -> RunOutcome:
-    stdout, stderr = output.text("stdout"), output.text("stderr")
+def _outcome(report: RunReport | None, output: OutputCollector, cap: int) -> RunOutcome:
+    """What the client sees, within one output budget for the output and the error together (ptc_mcp.budget)."""
     if report is None or report.ok:
-        return RunOutcome(stdout, stderr, 0)
-    return RunOutcome(stdout, _join(stderr, report.traceback or report.message or "the program failed"), 1)
+        fitted = fit_run(cap, output, None, None, None)
+        return RunOutcome(fitted.stdout, fitted.stderr, 0)
+    failed = RunError(type="program_error", message=report.message or "the program failed", traceback=report.traceback)
+    fitted = fit_run(cap, output, None, None, failed)
+    error = fitted.error or failed
+    return RunOutcome(fitted.stdout, _join(fitted.stderr, error.traceback or error.message), 1)
 
 
 class Container:

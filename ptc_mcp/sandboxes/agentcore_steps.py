@@ -61,7 +61,7 @@ class StepCodec:
 
     def parse_ready(self, stdout: str) -> Ready:
         text = self.answer(stdout)
-        message = parse_runtime_message(text.encode("utf-8")) if text is not None else None
+        message = parse_runtime_message(text.encode("utf-8", "surrogatepass")) if text is not None else None
         if not isinstance(message, Ready):
             raise ProtocolError("the runtime did not say 'ready' after it was installed")
         return message

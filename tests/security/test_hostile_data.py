@@ -19,7 +19,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, get_args
 
@@ -31,7 +31,7 @@ from mcp.client.streamable_http import streamable_http_client
 from ptc_mcp.errors import ErrorType
 from ptc_mcp.sandboxes.isolation import bubblewrap_status
 from tests.mcp_calls import execute, structured
-from tests.security.conftest import LATENCIES
+from tests.security.conftest import LATENCIES, Secured
 from tests.test_server_transports import serving
 
 pytestmark = pytest.mark.anyio
@@ -379,3 +379,25 @@ def test_the_hostile_server_is_a_real_stdio_mcp_server() -> None:
         check=False,
     )
     assert process.returncode == 0, process.stderr[-2000:]
+
+
+@pytest.mark.servers({"hostile": HOSTILE})
+@pytest.mark.limits(max_output_bytes=BUDGET, max_tool_calls=MAX_CALLS)
+async def test_the_short_list_of_attacks_gets_typed_results_on_every_backend_in_process(secured: Secured) -> None:
+    """The same attacks through the in-memory MCP client, on every backend of the registry: ``agentcore`` too,
+    whose runtime messages travel in steps (through its emulator)."""
+    failures: list[str] = []
+    for listed in ATTACKS:
+        if not listed.docker:
+            continue
+        attack = listed
+        if secured.kind == "agentcore" and attack.name == "forged-done-with-floods-and-a-host-status":
+            # A step's answer carries every message of the step at once: megabytes of it break the step itself
+            # (docs/security.md, "The agentcore backend"); still a typed result within the budget.
+            attack = replace(attack, error="sandbox_failure")
+        started = time.perf_counter()
+        result = await secured.run(attack.code)
+        elapsed = time.perf_counter() - started
+        failures += [f"{attack.name}: {problem}" for problem in _problems(attack, result, elapsed)]
+    assert failures == [], "\n".join(failures)
+    await secured.assert_serving()
