@@ -159,6 +159,7 @@ class AuditLog:
             "session": session[:SESSION_PREFIX_CHARS],
             "run": run_id,
             "tool": record.tool,
+            "server": record.server or None,
             "outcome": record.outcome,
             "duration_ms": round(record.duration_ms, 3),
             "request_bytes": record.request_bytes,

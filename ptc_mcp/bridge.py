@@ -81,6 +81,9 @@ class CallRecord:
     outcome: str
     request_bytes: int
     response_bytes: int
+    server: str = ""
+    """The configured server the call reached (``@search``/``@describe`` for discovery), ``""`` when it resolved to
+    none: ``tool`` is the program's text, ``server`` is safe to aggregate on (metrics labels)."""
 
 
 CallObserver = Callable[[CallRecord, dict[str, Any]], None]
@@ -144,13 +147,17 @@ class RunTools:
         started = time.perf_counter()
         outcome = "ok"
         response_bytes = 0
+        server = ""
         try:
             self._spend()
             if name in DISCOVERY:
+                server = name
                 value = await self._discover(name, arguments)
             else:
                 self.used += 1
-                value = await self._call_downstream(name, arguments)
+                tool = self._resolve(name)
+                server = tool.server
+                value = await self._call_downstream(tool, name, arguments)
             response_bytes = _json_size(value)
             return value
         except ToolCallError as exc:
@@ -175,6 +182,7 @@ class RunTools:
                 outcome=outcome,
                 request_bytes=_json_size(arguments),
                 response_bytes=response_bytes,
+                server=server,
             )
             self.calls.append(record)
             if self.observer is not None:
@@ -190,8 +198,7 @@ class RunTools:
             )
         raise ToolCallError("tool_call_limit", f"this run may make at most {self.max_tool_calls} tool calls")
 
-    async def _call_downstream(self, name: str, arguments: dict[str, Any]) -> Any:
-        tool = self._resolve(name)
+    async def _call_downstream(self, tool: DownstreamTool, name: str, arguments: dict[str, Any]) -> Any:
         check_arguments(tool.tool, arguments, server=tool.server)
         _check_json(name, arguments)
         result = await self.source.call_tool(tool.server, tool.tool.name, arguments)

@@ -95,7 +95,8 @@ class Metrics:
                 self._runs[key] = self._runs.get(key, 0) + 1
                 self._run_seconds.setdefault((("status", status),), _Histogram(RUN_BUCKETS_S)).observe(seconds)
             elif event == "call":
-                server = str(line.get("tool", "")).partition(".")[0]
+                # The configured server, never the program's text: a made-up tool name must not mint a label.
+                server = str(line.get("server") or "(none)")
                 key = (("server", server), ("outcome", str(line.get("outcome"))))
                 self._calls[key] = self._calls.get(key, 0) + 1
                 self._call_seconds.setdefault((("server", server),), _Histogram(CALL_BUCKETS_S)).observe(seconds)

@@ -316,3 +316,20 @@ async def test_a_host_bug_during_a_run_is_a_sandbox_failure_result_not_a_protoco
         result = await executor.execute(ExecuteRequest(code="1"))
     assert result.error_type == "sandbox_failure"
     assert result.error is not None and "ZeroDivisionError" in result.error.message
+
+
+async def test_made_up_tool_names_are_audited_but_never_mint_metric_labels() -> None:
+    from ptc_mcp.remote.metrics import Metrics
+
+    calls = [{"type": "call", "id": RUN, "call": n, "tool": f"made{n}.up", "args": {}} for n in range(1, 6)]
+    audit = AuditLog.silent()
+    metrics = Metrics()
+    audit.observe(metrics.observe)
+    lines: list[dict[str, Any]] = []
+    audit.observe(lines.append)
+    async with executor_on(ReplayedBackend([*calls, {"type": "done", "id": RUN, "ok": True}]), audit) as executor:
+        await executor.execute(ExecuteRequest(code="x"))
+    assert [line["outcome"] for line in lines if line["event"] == "call"] == ["tool_error"] * 5
+    text = metrics.render()
+    assert "made" not in text
+    assert 'ptc_mcp_tool_calls_total{server="(none)",outcome="tool_error"} 5' in text
