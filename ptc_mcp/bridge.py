@@ -9,7 +9,6 @@ refused calls included, spends the run's call budget and yields one ``CallRecord
 
 from __future__ import annotations
 
-import difflib
 import json
 import logging
 import time
@@ -20,12 +19,20 @@ from typing import Any, Protocol
 import anyio
 import mcp_types as types
 
+from ptc_mcp.catalog.callable import split_callable
 from ptc_mcp.catalog.description import Presentation, build_description
-from ptc_mcp.catalog.model import DownstreamTool, UnknownToolError
+from ptc_mcp.catalog.model import DownstreamTool, ServerInfo, UnknownToolError
+from ptc_mcp.catalog.observed import ObservedShapes
 from ptc_mcp.catalog.policy import ToolPolicy
-from ptc_mcp.catalog.runtime_catalog import build_runtime_catalog, catalog_version, split_qualified_name
+from ptc_mcp.catalog.runtime_catalog import (
+    ToolResolver,
+    build_runtime_catalog,
+    catalog_version,
+    split_qualified_name,
+)
 from ptc_mcp.catalog.search import ToolIndex
 from ptc_mcp.catalog.validation import check_arguments
+from ptc_mcp.catalog.values import tool_value
 from ptc_mcp.errors import RunLimitExceeded, ToolCallError
 from ptc_mcp.text import valid_json, valid_text
 
@@ -52,6 +59,8 @@ class ToolSource(Protocol):
 
     def tools(self) -> list[DownstreamTool]: ...
 
+    def server_info(self) -> Mapping[str, ServerInfo]: ...
+
     async def call_tool(
         self, server: str, tool: str, arguments: dict[str, Any] | None = None, timeout_s: float | None = None
     ) -> types.CallToolResult: ...
@@ -62,6 +71,9 @@ class CatalogSnapshot:
     """Everything derived from one version of the downstream catalog (built once per change)."""
 
     tools: dict[str, DownstreamTool]
+    not_callable: dict[str, str]
+    """Listed tools a program cannot call (task-only), ``"server.tool"`` → why."""
+    resolver: ToolResolver
     runtime_catalog: dict[str, Any]
     version: str
     index: ToolIndex
@@ -100,23 +112,28 @@ class ToolBridge:
         self._snapshot: CatalogSnapshot | None = None
         self._snapshot_of: int | None = None
         self._discovery_threads: anyio.CapacityLimiter | None = None
+        self.observed = ObservedShapes()
+        """Result shapes of tools without an output schema, seen on this server's connections."""
 
     @property
     def snapshot(self) -> CatalogSnapshot:
         """The current catalog, rebuilt only when the downstream catalog changed."""
         if self._snapshot is None or self._snapshot_of != self._source.catalog_version:
             self._snapshot_of = self._source.catalog_version
-            allowed = self._policy.filter(self._source.tools())  # globs and annotations (read_only)
-            runtime_catalog = build_runtime_catalog(allowed)
+            allowed, not_callable = split_callable(self._policy.filter(self._source.tools()))
+            failures = dict(self._source.failures)
+            instructions = {name: info.instructions for name, info in _server_info(self._source).items()}
+            runtime_catalog = build_runtime_catalog(allowed, failures)
+            self.observed.keep_tools(allowed)
             self._snapshot = CatalogSnapshot(
                 tools={tool.qualified_name: tool for tool in allowed},
+                not_callable=not_callable,
+                resolver=ToolResolver(runtime_catalog),
                 runtime_catalog=runtime_catalog,
                 version=catalog_version(runtime_catalog),
-                index=ToolIndex(allowed),
+                index=ToolIndex(allowed, instructions=instructions, observed=self.observed),
                 description=build_description(
-                    allowed,
-                    presentation=self._presentation,
-                    failures=dict(self._source.failures),
+                    allowed, presentation=self._presentation, failures=failures, instructions=instructions
                 ),
             )
         return self._snapshot
@@ -124,7 +141,11 @@ class ToolBridge:
     def for_run(self, max_tool_calls: int) -> RunTools:
         if self._discovery_threads is None:  # made in the event loop that uses it
             self._discovery_threads = anyio.CapacityLimiter(DISCOVERY_THREADS)
-        return RunTools(self._source, self.snapshot, self._policy, max_tool_calls, self._discovery_threads)
+        connections = {name: info.connection for name, info in _server_info(self._source).items()}
+        self.observed.keep_connections(connections)
+        return RunTools(
+            self._source, self.snapshot, self._policy, max_tool_calls, self._discovery_threads, self.observed
+        )
 
 
 @dataclass
@@ -136,9 +157,11 @@ class RunTools:
     policy: ToolPolicy
     max_tool_calls: int
     discovery_threads: anyio.CapacityLimiter | None = None
+    observed: ObservedShapes = field(default_factory=ObservedShapes)
     calls: list[CallRecord] = field(default_factory=list)
     used: int = 0
-    """Calls past the budget check that name a downstream tool: the count the result reports."""
+    """Calls that left the host for a downstream server: the count the result reports. A call refused on the host
+    (unknown tool, bad arguments) is no tool call, though it spends the budget (``attempts``)."""
     attempts: int = 0
     """Every call the program made (discovery and refused calls too): what the budget counts."""
     observer: CallObserver | None = None
@@ -154,7 +177,6 @@ class RunTools:
                 server = name
                 value = await self._discover(name, arguments)
             else:
-                self.used += 1
                 tool = self._resolve(name)
                 server = tool.server
                 value = await self._call_downstream(tool, name, arguments)
@@ -201,43 +223,51 @@ class RunTools:
     async def _call_downstream(self, tool: DownstreamTool, name: str, arguments: dict[str, Any]) -> Any:
         check_arguments(tool.tool, arguments, server=tool.server)
         _check_json(name, arguments)
+        self.used += 1
         result = await self.source.call_tool(tool.server, tool.tool.name, arguments)
         if result.is_error:
             raise ToolCallError("tool_error", _error_text(result))
         try:
-            return valid_json(unwrap_result(result, tool.tool.output_schema))
+            value = valid_json(tool_value(result, tool.tool.output_schema))
         except (TypeError, ValueError, RecursionError) as exc:
             raise ToolCallError("tool_error", f"{name} returned a result that is not usable JSON: {exc}") from None
+        if tool.tool.output_schema is None:  # the connection that answered, which may be new since the run began
+            info = _server_info(self.source).get(tool.server)
+            self.observed.record(tool, info.connection if info is not None else 0, value)
+        return value
 
     async def _discover(self, name: str, arguments: dict[str, Any]) -> Any:
         index = self.snapshot.index
         if name == "@search":
             query, limit = _search_arguments(arguments)
             return await anyio.to_thread.run_sync(
-                index.search, query, limit, abandon_on_cancel=True, limiter=self.discovery_threads
+                index.search_page, query, limit, abandon_on_cancel=True, limiter=self.discovery_threads
             )
-        tool_name = _describe_argument(arguments)
+        tool_name, schemas = _describe_arguments(arguments)
         try:
             return await anyio.to_thread.run_sync(
-                index.describe, tool_name, abandon_on_cancel=True, limiter=self.discovery_threads
+                index.describe, tool_name, schemas, abandon_on_cancel=True, limiter=self.discovery_threads
             )
         except UnknownToolError as exc:
             raise ToolCallError("tool_error", str(exc)) from None
 
     def _resolve(self, name: str) -> DownstreamTool:
-        tool = self.snapshot.tools.get(name)
-        if tool is not None:
-            return tool
+        """The tool ``name`` means: original names, or the identifier form (``file_system.read_file``)."""
+        if name in self.snapshot.resolver:
+            server, tool_name = self.snapshot.resolver.resolve(name)
+            return self.snapshot.tools[f"{server}.{tool_name}"]
         try:
             split_qualified_name(name)
         except ValueError as exc:
             raise ToolCallError("tool_error", str(exc)) from None
+        reason = self.snapshot.not_callable.get(name)
+        if reason is not None:
+            raise ToolCallError("tool_error", f"{name} cannot be called from a program: {reason}")
         listed = next((t for t in self.source.tools() if t.qualified_name == name), None)
         refusal = self.policy.refusal(name, listed.tool.annotations) if listed is not None else None
         if refusal is not None:
             raise ToolCallError("tool_denied", f"the policy does not allow {name}: {refusal}")
-        suggestions = difflib.get_close_matches(name, list(self.snapshot.tools), n=3)
-        raise ToolCallError("tool_error", str(UnknownToolError(name, suggestions)))
+        raise ToolCallError("tool_error", str(UnknownToolError(name, self.snapshot.resolver.suggest(name))))
 
 
 def _error_text(result: types.CallToolResult) -> str:
@@ -287,58 +317,23 @@ def _search_arguments(arguments: dict[str, Any]) -> tuple[str, int]:
     return query, limit
 
 
-def _describe_argument(arguments: dict[str, Any]) -> str:
+def _describe_arguments(arguments: dict[str, Any]) -> tuple[str, bool]:
     name = arguments.get("name")
-    if set(arguments) != {"name"} or not isinstance(name, str) or len(name) > MAX_NAME_CHARS:
-        raise TypeError(f"tools.describe() takes one 'server.tool' name of at most {MAX_NAME_CHARS} characters")
-    return name
+    schemas = arguments.get("schemas", False)
+    if (
+        not set(arguments) <= {"name", "schemas"}
+        or not isinstance(name, str)
+        or len(name) > MAX_NAME_CHARS
+        or not isinstance(schemas, bool)
+    ):
+        raise TypeError(
+            f"tools.describe() takes one 'server.tool' (or 'server') name of at most {MAX_NAME_CHARS} characters, "
+            "and schemas=True or False"
+        )
+    return name, schemas
 
 
-def is_wrapped_output(output_schema: Mapping[str, Any] | None) -> bool:
-    """True for the ``{"result": X}`` envelope MCP SDKs put around results that are not objects."""
-    if not output_schema:
-        return False
-    properties = output_schema.get("properties")
-    return (
-        isinstance(properties, Mapping)
-        and list(properties) == ["result"]
-        and output_schema.get("required") == ["result"]
-    )
-
-
-def unwrap_result(result: types.CallToolResult, output_schema: Mapping[str, Any] | None = None) -> Any:
-    """The most useful Python value: ``structuredContent``, else JSON from text, else text; binary as a marker.
-
-    A ``{"result": X}`` envelope declared by the output schema (see ``is_wrapped_output``) becomes X. One text
-    block → its JSON value if it parses, else the string. Several blocks → a list, one value each. Images, audio
-    and embedded blobs → ``{"__ptc_binary__": {"mime_type", "data"}}`` (a ``Binary`` in the program).
-    """
-    if result.structured_content is not None:
-        structured = result.structured_content
-        if is_wrapped_output(output_schema) and isinstance(structured, dict) and list(structured) == ["result"]:
-            return structured["result"]
-        return structured
-    values = [_unwrap_block(block) for block in result.content]
-    if not values:
-        return None
-    return values[0] if len(values) == 1 else values
-
-
-def _unwrap_block(block: types.ContentBlock) -> Any:
-    if isinstance(block, types.TextContent):
-        try:
-            return json.loads(block.text)
-        except (ValueError, RecursionError):
-            return block.text
-    if isinstance(block, types.ImageContent | types.AudioContent):
-        return {"__ptc_binary__": {"mime_type": block.mime_type, "data": block.data}}
-    if isinstance(block, types.EmbeddedResource):
-        resource = block.resource
-        if isinstance(resource, types.BlobResourceContents):
-            return {
-                "__ptc_binary__": {"mime_type": resource.mime_type or "application/octet-stream", "data": resource.blob}
-            }
-        return getattr(resource, "text", None)
-    if isinstance(block, types.ResourceLink):
-        return {"uri": str(block.uri), "name": block.name, "mime_type": block.mime_type}
-    return None
+def _server_info(source: ToolSource) -> Mapping[str, ServerInfo]:
+    """The source's ``server_info()``; a source that knows only tools (a test double, say) tells nothing more."""
+    server_info = getattr(source, "server_info", None)
+    return server_info() if server_info is not None else {}

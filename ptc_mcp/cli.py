@@ -102,8 +102,14 @@ def cmd_check(args: argparse.Namespace) -> int:
                     status = f"{len(server.tools)} tools" + (f", {login}" if login else "")
                 print(f"server {name}: {status}")
             print("\ntools:")
+            not_callable = app.bridge.snapshot.not_callable
             for tool in app.pool.tools():
-                print(f"  {tool.qualified_name}")
+                if tool.qualified_name not in not_callable:
+                    print(f"  {tool.qualified_name}")
+            if not_callable:
+                print("\nnot callable from programs (left out of the description):")
+                for name, reason in sorted(not_callable.items()):
+                    print(f"  {name}: {reason}")
             print("\nexecute_program description:\n")
             print(app.bridge.snapshot.description)
             failed = bool(app.pool.failures) or (not backend.isolated and not config.sandbox.allow_unisolated)

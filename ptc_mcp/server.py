@@ -59,10 +59,20 @@ class ExecuteArguments(BaseModel):
 
 
 def input_schema(max_timeout_s: float) -> dict[str, Any]:
-    schema = ExecuteArguments.model_json_schema()
-    schema.pop("title", None)
-    schema["properties"]["timeout_s"]["description"] += f" At most {max_timeout_s:g}."
-    return schema
+    """The advertised input schema: standard JSON Schema, every property typed, no words the description already
+    says (the model reads both on every call). ``ExecuteArguments`` does the checking."""
+    limit = int(max_timeout_s) if float(max_timeout_s).is_integer() else max_timeout_s
+    return {
+        "type": "object",
+        "properties": {
+            "code": {"type": "string"},
+            "session": {"type": "string", "description": "A result's session, to continue it."},
+            "reset": {"type": "boolean", "description": "Start the session afresh."},
+            "timeout_s": {"type": "number", "exclusiveMinimum": 0, "maximum": limit},
+        },
+        "required": ["code"],
+        "additionalProperties": False,
+    }
 
 
 def execute_program_tool(app: App) -> types.Tool:

@@ -196,6 +196,40 @@ class Servers(object):
         return "<servers: %s>" % ", ".join(sorted(self._by_name))
 
 
+class SearchResults(list):
+    """What ``tools.search`` returns: a list of matches that knows how many there were in all."""
+
+    def __init__(self, matches, total, note=None):
+        list.__init__(self, matches)
+        self.total = total
+        self.note = note
+
+    def __repr__(self):
+        text = list.__repr__(self)
+        return "%s\n(%s)" % (text, self.note) if self.note else text
+
+    __str__ = __repr__
+
+
+class Unavailable(object):
+    """Stands for a configured server that could not be reached: every use says why."""
+
+    def __init__(self, name, reason):
+        self._name = name
+        self._reason = reason
+
+    def __getattr__(self, attr):
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        raise ToolError("%s.%s" % (self._name, attr), "server %r is unavailable: %s" % (self._name, self._reason))
+
+    def __dir__(self):
+        return []
+
+    def __repr__(self):
+        return "<server %s: unavailable: %s>" % (self._name, self._reason)
+
+
 class Tools(object):
     """Discovery from inside a program: ``tools.search("budget")`` and ``tools.describe("server.tool")``."""
 
@@ -203,13 +237,18 @@ class Tools(object):
         self._runtime = runtime
 
     def search(self, query, limit=5):
-        """Tools ranked by relevance to ``query``: a list of {name, summary, signature}."""
+        """Tools ranked by relevance to ``query``: a list of {name, call, summary, signature}; ``.total`` counts
+        every match, and the list's repr says when ``limit`` cut it."""
         # The host validates (query length, 1 <= limit <= 50) and raises TypeError with the reason.
-        return self._runtime.call_blocking("@search", {"query": _short_text(query), "limit": limit})
+        page = self._runtime.call_blocking("@search", {"query": _short_text(query), "limit": limit})
+        if not isinstance(page, dict):
+            return page
+        return SearchResults(page.get("matches") or [], page.get("total", 0), page.get("note"))
 
-    def describe(self, name):
-        """Full signature, documentation and schemas of ``"server.tool"``."""
-        return self._runtime.call_blocking("@describe", {"name": _short_text(name)})
+    def describe(self, name, schemas=False):
+        """Signature, summary and arguments of ``"server.tool"`` (raw JSON schemas with ``schemas=True``);
+        a server's name gives its instructions and tools."""
+        return self._runtime.call_blocking("@describe", {"name": _short_text(name), "schemas": bool(schemas)})
 
     def __repr__(self):
         return "<tools: use tools.search(query) and tools.describe('server.tool')>"
@@ -356,8 +395,10 @@ class Runtime(object):
         servers = Servers()
         for server in catalog.get("servers", []):
             servers.add(server["name"], server.get("attr"), Namespace(self, server))
+        for server in catalog.get("unavailable", []):
+            servers.add(server["name"], server.get("attr"), Unavailable(server["name"], server.get("reason", "")))
         previous = self.namespace.get("servers")
-        for server in catalog.get("servers", []):
+        for server in catalog.get("servers", []) + catalog.get("unavailable", []):
             name = server.get("global")
             if not name or name in RESERVED:
                 continue
@@ -412,7 +453,7 @@ class Runtime(object):
                 self.flush_output()
             except BaseException:
                 pass
-            report.update(ok=False, error=_describe_error(exc))
+            report.update(ok=False, error=_describe_error(exc, self.name_hint(exc)))
             if report["error"] is None:
                 report.update(ok=True)
                 report.pop("error")
@@ -447,6 +488,44 @@ class Runtime(object):
             value.close()
             raise TypeError("the program's last expression is an un-awaited coroutine; " + AWAIT_HINT.format(name=name))
         return value
+
+    def name_hint(self, exc):
+        """For a NameError or AttributeError on a server's name that Python means otherwise (``time``, ``json``,
+        ``list``): how to reach the server; for a server that failed to start: why it is unavailable."""
+        try:
+            return self._name_hint(exc)
+        except Exception:  # a hint must never hide the program's own error
+            return None
+
+    def _name_hint(self, exc):
+        catalog = self.catalog or {}
+        if isinstance(exc, NameError) and not isinstance(exc, UnboundLocalError):
+            name = getattr(exc, "name", None) or _quoted_name(str(exc))
+            attr = _attribute_used(exc, name)
+        elif isinstance(exc, AttributeError):
+            name, attr = None, getattr(exc, "name", None)
+            target = getattr(exc, "obj", None)
+            for server in catalog.get("servers", []) + catalog.get("unavailable", []):
+                ident = server.get("attr")
+                if not server.get("global") and target is not None and _names(target, ident, self.namespace):
+                    name = ident
+        else:
+            return None
+        for server in catalog.get("unavailable", []):
+            if server.get("attr") == name:
+                return "server %r is unavailable: %s" % (server["name"], server.get("reason", ""))
+        for server in catalog.get("servers", []):
+            if server.get("attr") != name or server.get("global"):
+                continue
+            tools = [tool["attr"] for tool in server.get("tools", [])]
+            if attr is not None and attr not in tools:
+                if isinstance(exc, AttributeError):
+                    return None  # `time.sleeep`: a typo in the module's name, not a server call
+                attr = None
+            example = attr or (tools[0] if tools else "tool")
+            return "server %r is not a global here (`%s` is a Python name); call its tools as servers.%s.%s(...)" % (
+                server["name"], name, name, example)
+        return None
 
     def cancel(self):
         task = self.task
@@ -500,7 +579,44 @@ def _nesting(encoded):
     return deepest
 
 
-def _describe_error(exc):
+def _quoted_name(message):
+    """``x`` from Python's "name 'x' is not defined"."""
+    parts = message.split("'")
+    return parts[1] if len(parts) >= 3 else None
+
+
+def _attribute_used(exc, name):
+    """``attr`` when the program's failing line reads ``name.attr`` (so the hint can show the whole call)."""
+    frames = [frame for frame in traceback.extract_tb(exc.__traceback__) if frame.filename == PROGRAM_FILE]
+    if not frames or not name:
+        return None
+    line = frames[-1].line or ""
+    marker = name + "."
+    at = line.find(marker)
+    while at > 0 and (line[at - 1].isalnum() or line[at - 1] in "_."):
+        at = line.find(marker, at + 1)
+    if at < 0:
+        return None
+    rest = line[at + len(marker):]
+    attr = ""
+    for char in rest:
+        if not (char.isalnum() or char == "_"):
+            break
+        attr += char
+    return attr or None
+
+
+def _names(target, ident, namespace):
+    """Whether ``target`` is what the name ``ident`` means in the program: a module, builtin or API object."""
+    if namespace.get(ident) is target:
+        return True
+    builtins_module = sys.modules.get("builtins")
+    if getattr(builtins_module, ident, None) is target:
+        return True
+    return getattr(target, "__name__", None) == ident and type(target).__name__ == "module"
+
+
+def _describe_error(exc, hint=None):
     if isinstance(exc, SystemExit) and exc.code in (None, 0):
         return None
     if isinstance(exc, OutputLimitExceeded):
@@ -520,14 +636,17 @@ def _describe_error(exc):
     else:
         kind = "program_error"
     message = str(exc)
-    if isinstance(exc, (TypeError, AttributeError)) and "coroutine" in message and "await" not in message:
-        message += "\nhint: " + AWAIT_HINT.format(name="server.tool")
+    if hint is None and isinstance(exc, (TypeError, AttributeError)) and "coroutine" in message and "await" not in message:
+        hint = AWAIT_HINT.format(name="server.tool")
     frames = [frame for frame in traceback.extract_tb(exc.__traceback__) if frame.filename == PROGRAM_FILE]
     lines = []
     if frames:
         lines.append("Traceback (most recent call last):\n")
         lines.extend(traceback.format_list(frames))
     lines.extend(traceback.format_exception_only(type(exc), exc))
+    if hint:
+        message += "\nhint: " + hint
+        lines.append("hint: %s\n" % hint)
     return {"type": kind, "exc_type": type(exc).__name__, "message": message, "traceback": "".join(lines)}
 
 

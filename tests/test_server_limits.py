@@ -196,7 +196,8 @@ async def test_a_denied_tool_is_not_in_the_namespace_or_the_description(
     _, _, client = recorded
     listed = await client.list_tools()
     result = await execute(client, "await expenses.get_custom_budget(user_id='E1')")
-    assert "get_custom_budget" not in (listed.tools[0].description or "")
+    # The server's own instructions may name it; no tool line does.
+    assert "expenses.get_custom_budget(" not in (listed.tools[0].description or "")
     assert error_type(result) == "program_error"
     assert structured(result)["error"]["exc_type"] == "AttributeError"
 

@@ -20,11 +20,19 @@ from typing import Literal
 import mcp_types
 
 from ptc_mcp.catalog.model import DownstreamTool
+from ptc_mcp.catalog.naming import to_identifier
 from ptc_mcp.catalog.prepared import PreparedServer, PreparedTool, prepare_catalog
 from ptc_mcp.catalog.signatures import first_sentence
 from ptc_mcp.catalog.tokens import estimate_tokens
 
-__all__ = ["PRESENTATIONS", "Presentation", "annotation_marks", "build_description", "choose_presentation"]
+__all__ = [
+    "PRESENTATIONS",
+    "Presentation",
+    "annotation_marks",
+    "build_description",
+    "choose_presentation",
+    "instructions_line",
+]
 
 Presentation = Literal["full", "compact", "namespaces", "auto"]
 PRESENTATIONS: tuple[Presentation, ...] = ("full", "compact", "namespaces", "auto")
@@ -32,21 +40,19 @@ PRESENTATIONS: tuple[Presentation, ...] = ("full", "compact", "namespaces", "aut
 _FULL_DOC_CHARS = 240
 _COMPACT_DOC_CHARS = 90
 _FAILURE_CHARS = 120
+_INSTRUCTIONS_CHARS = 200
+_NAMESPACE_INSTRUCTIONS_CHARS = 160
 _EXAMPLES = 4
 
 CONVENTION = """\
-Run a Python program that calls the tools listed below. Only what it prints, and the value of its last \
-expression, comes back to you, so one program can replace many tool calls.
-- Each tool is an async function taking keyword arguments: \
-`rows = await expenses.get_expenses(employee_id="E7", quarter="Q3")`. Top-level `await` works.
-- Run independent calls concurrently: `a, b = await asyncio.gather(x.f(...), y.g(...))`.
-- Filter, join and compute in Python and `print()` only what you need; the last expression's value is returned.
-- A server is a global named after it unless noted; every server is also `servers["name"]`. Generic form, \
-original names: `await call_tool("server.tool", {...})`.
-- Search tools from the program: `tools.search("what you need")`; full schema: `tools.describe("server.tool")`.
-- Results are dicts/lists when the tool returns JSON, else text; binary content is a `Binary` \
-(`.data`, `.mime_type`). A failed call raises `ToolError`: catch it to carry on.
-- Variables persist between calls of a session: pass the `session` value of a result back to continue it."""
+Runs Python that calls the tools below; only its prints and last expression's value come back.
+- Tools are async functions with keyword arguments: `x = await server.tool(arg=1)`; top-level await works; \
+`asyncio.gather` runs calls concurrently.
+- Filter and compute in Python; print only what you need.
+- Servers are globals unless noted, also `servers["name"]`; or `await call_tool("server.tool", {...})`.
+- Find tools with `tools.search("topic")` and `tools.describe("server.tool")`.
+- JSON results are dicts/lists, other text str, binary `Binary` (`.data`, `.mime_type`); failures raise `ToolError`.
+- Pass a result's `session` back to keep your variables."""
 
 
 def annotation_marks(tool: mcp_types.Tool) -> str:
@@ -72,9 +78,13 @@ def build_description(
     presentation: Presentation = "auto",
     failures: Mapping[str, str] | None = None,
     token_budget: int = 1500,
+    instructions: Mapping[str, str | None] | None = None,
 ) -> str:
-    """The ``execute_program`` description for these tools (``presentation="auto"`` keeps to ``token_budget``)."""
-    servers = prepare_catalog(tools)
+    """The ``execute_program`` description for these tools (``presentation="auto"`` keeps to ``token_budget``).
+
+    ``instructions``: server name → the ``instructions`` the server sent; shown capped under its name.
+    """
+    servers = prepare_catalog(tools, instructions)
     failed = _failures_block(failures or {})
     if presentation == "full":
         return _assemble(_full(servers), failed)
@@ -88,10 +98,14 @@ def build_description(
 
 
 def choose_presentation(
-    tools: Iterable[DownstreamTool], *, failures: Mapping[str, str] | None = None, token_budget: int = 1500
+    tools: Iterable[DownstreamTool],
+    *,
+    failures: Mapping[str, str] | None = None,
+    token_budget: int = 1500,
+    instructions: Mapping[str, str | None] | None = None,
 ) -> Presentation:
     """Which presentation ``auto`` picks for these tools and this budget."""
-    return _auto(prepare_catalog(tools), _failures_block(failures or {}), token_budget)[0]
+    return _auto(prepare_catalog(tools, instructions), _failures_block(failures or {}), token_budget)[0]
 
 
 def _auto(servers: tuple[PreparedServer, ...], failed: str, budget: int) -> tuple[Presentation, str]:
@@ -128,12 +142,21 @@ def _server_heading(server: PreparedServer) -> str:
     elif server.ident != server.name:
         notes.append(f"as `{server.ident}`")
     suffix = f" ({'; '.join(notes)})" if notes else ""
-    count = len(server.tools)
-    return f"## {server.name}{suffix} — {count} tool{'s' if count != 1 else ''}"
+    heading = f"## {server.name}{suffix}"  # the tools follow: no count needed
+    note = instructions_line(server.instructions, _INSTRUCTIONS_CHARS)
+    return f"{heading}\n{note}" if note else heading
+
+
+def instructions_line(text: str, limit: int) -> str:
+    """A server's instructions on one line, cut to ``limit``: markdown headings skipped, first paragraph only."""
+    lines = [line for line in text.strip().splitlines() if not line.lstrip().startswith("#")]
+    return _one_line("\n".join(lines), limit)
 
 
 def _renamed(tool: PreparedTool) -> str:
-    return f" [call_tool name {tool.qualified_name!r}]" if tool.attr != tool.name else ""
+    """The original name of a tool renamed past the plain identifier rule (``get_user_2`` for ``get-user``): only
+    then is it not guessable (``call_tool`` and ``tools.describe`` accept ``get_user`` for ``get-user`` too)."""
+    return f" [call_tool name {tool.qualified_name!r}]" if tool.attr != to_identifier(tool.name) else ""
 
 
 def _marks(tool: PreparedTool) -> str:
@@ -144,7 +167,8 @@ def _marks(tool: PreparedTool) -> str:
 def _full(servers: tuple[PreparedServer, ...]) -> str:
     if not servers:
         return "No tools are available."
-    lines = ["Tools (Python signatures; `= ...` marks an argument that may be left out):"]
+    optional = any(not p.required for s in servers for t in s.tools for p in t.signature.parameters)
+    lines = ["Tools (`= ...`: may be left out):" if optional else "Tools:"]
     for server in servers:
         lines.append(_server_heading(server))
         for tool in server.tools:
@@ -176,7 +200,8 @@ def _namespaces(servers: tuple[PreparedServer, ...], examples: int, shown: int) 
     total = sum(len(s.tools) for s in servers)
     lines = [
         f"{total} tools on {len(servers)} servers. Find tools inside your program with "
-        '`tools.search("topic")` (returns names, signatures, summaries) and `tools.describe("server.tool")`.',
+        '`tools.search("topic")` (names, signatures, summaries) and `tools.describe("server.tool")` (or '
+        '`tools.describe("server")`: its tools).',
         "Servers:",
     ]
     for server in servers[:shown]:
@@ -189,7 +214,8 @@ def _namespaces(servers: tuple[PreparedServer, ...], examples: int, shown: int) 
             names = _examples(server, examples)
             more = ", …" if count > examples else ""
             text += f", e.g. {', '.join(names)}{more}"
-        lines.append(text)
+        note = instructions_line(server.instructions, _NAMESPACE_INSTRUCTIONS_CHARS)
+        lines.append(f"{text} — {note}" if note else text)
     if shown < len(servers):
         lines.append(f"- … and {len(servers) - shown} more servers: `print(sorted(servers))` lists them all.")
     return "\n".join(lines)

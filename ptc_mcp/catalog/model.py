@@ -12,6 +12,16 @@ ServerFailures = Mapping[str, str]
 """Servers that failed to start: server name → a short message saying why."""
 
 
+@dataclass(frozen=True)
+class ServerInfo:
+    """What a reachable downstream server said about itself, beyond its tools."""
+
+    instructions: str | None = None
+    """The ``instructions`` of its initialize (or discover) result."""
+    connection: int = 0
+    """Which connection to the server this is (observed result shapes last one connection)."""
+
+
 @dataclass(frozen=True, eq=False)
 class DownstreamTool:
     """One tool of one downstream server, exactly as the server listed it.

@@ -6,7 +6,7 @@ them agree on names and signatures.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import mcp_types
@@ -47,6 +47,8 @@ class PreparedServer:
     shadow_reason: str | None
     """Why the server has no bare global (``None`` when it has one)."""
     tools: tuple[PreparedTool, ...]
+    instructions: str = ""
+    """The server's own ``instructions`` (empty when it gave none)."""
 
     @property
     def reference(self) -> str:
@@ -54,8 +56,14 @@ class PreparedServer:
         return self.global_name if self.global_name is not None else f"servers.{self.ident}"
 
 
-def prepare_catalog(tools: Iterable[DownstreamTool]) -> tuple[PreparedServer, ...]:
-    """Servers sorted by name, tools sorted by name, duplicates dropped (see ``normalize_tools``)."""
+def prepare_catalog(
+    tools: Iterable[DownstreamTool], instructions: Mapping[str, str | None] | None = None
+) -> tuple[PreparedServer, ...]:
+    """Servers sorted by name, tools sorted by name, duplicates dropped (see ``normalize_tools``).
+
+    ``instructions``: server name → the ``instructions`` it sent, if any.
+    """
+    instructions = instructions or {}
     groups = group_by_server(tools)
     names = ServerNames({server: [item.tool.name for item in items] for server, items in groups.items()})
     servers = []
@@ -79,6 +87,7 @@ def prepare_catalog(tools: Iterable[DownstreamTool]) -> tuple[PreparedServer, ..
                 global_name=names.global_for(server),
                 shadow_reason=shadowing_reason(ident),
                 tools=prepared,
+                instructions=(instructions.get(server) or "").strip(),
             )
         )
     return tuple(servers)

@@ -8,6 +8,9 @@
 
 ``global`` is ``null`` when the server may only be reached through ``servers``; ``attr`` is the server's
 identifier, the attribute of ``servers`` it is bound to (``servers["name"]`` uses the original name).
+``unavailable`` (only when some configured server failed) lists ``{"name", "attr", "global", "reason"}`` per failed
+server,
+so a program that uses one learns why instead of meeting a ``NameError``.
 """
 
 from __future__ import annotations
@@ -19,13 +22,27 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ptc_mcp.catalog.model import DownstreamTool, UnknownToolError
+from ptc_mcp.catalog.naming import global_name, to_identifier
 from ptc_mcp.catalog.prepared import prepare_catalog
 
 __all__ = ["ToolResolver", "build_runtime_catalog", "catalog_version", "resolve", "split_qualified_name"]
 
 
-def build_runtime_catalog(tools: Iterable[DownstreamTool]) -> dict[str, Any]:
+def build_runtime_catalog(tools: Iterable[DownstreamTool], failures: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The runtime catalog for these tools: servers and tools in sorted order, so equal input → equal output."""
+    catalog = _servers(tools)
+    if failures:
+        taken = {server["attr"] for server in catalog["servers"]}
+        idents = {name: to_identifier(name) for name in failures}
+        catalog["unavailable"] = [
+            {"name": name, "attr": idents[name], "global": global_name(idents[name]), "reason": failures[name]}
+            for name in sorted(failures)
+            if idents[name] not in taken
+        ]
+    return catalog
+
+
+def _servers(tools: Iterable[DownstreamTool]) -> dict[str, Any]:
     return {
         "servers": [
             {

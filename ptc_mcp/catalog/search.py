@@ -11,17 +11,19 @@ and the measured hit rates are in docs/catalog.md.
 
 from __future__ import annotations
 
+import inspect
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ptc_mcp.catalog.description import annotation_marks
 from ptc_mcp.catalog.model import DownstreamTool
-from ptc_mcp.catalog.prepared import PreparedTool, prepare_catalog
+from ptc_mcp.catalog.observed import EXAMPLE_CHARS, ObservedShapes
+from ptc_mcp.catalog.prepared import PreparedServer, PreparedTool, prepare_catalog
 from ptc_mcp.catalog.runtime_catalog import ToolResolver, build_runtime_catalog
-from ptc_mcp.catalog.signatures import first_sentence
+from ptc_mcp.catalog.signatures import first_sentence, result_fields
 
 __all__ = ["ToolIndex", "tokenize"]
 
@@ -30,6 +32,10 @@ def _words(text: str) -> frozenset[str]:
     return frozenset(text.split())
 
 
+_SEARCH_EXAMPLE_CHARS = 100
+_INSTRUCTIONS_CHARS = 2000
+_SERVER_TOOLS = 60
+_MAX_CHOICES = 32
 _K1 = 1.2
 _B = 0.75
 _NAME_WEIGHT = 3
@@ -163,11 +169,22 @@ def _document(tool: PreparedTool) -> list[str]:
 
 
 class ToolIndex:
-    """A search index over a set of tools; build once per catalog, query many times."""
+    """A search index over a set of tools; build once per catalog, query many times.
 
-    def __init__(self, tools: Iterable[DownstreamTool]) -> None:
+    ``instructions`` (server → its ``instructions``) show in ``describe("server")``; ``observed`` supplies the
+    result shapes seen for tools without an output schema, read at query time (they change between runs).
+    """
+
+    def __init__(
+        self,
+        tools: Iterable[DownstreamTool],
+        *,
+        instructions: Mapping[str, str | None] | None = None,
+        observed: ObservedShapes | None = None,
+    ) -> None:
         tools = list(tools)
-        self._servers = prepare_catalog(tools)
+        self._servers = prepare_catalog(tools, instructions)
+        self._observed = observed
         self._resolver = ToolResolver(build_runtime_catalog(tools))
         self._entries: list[tuple[str, PreparedTool]] = []
         self._by_name: dict[str, tuple[str, PreparedTool]] = {}
@@ -212,40 +229,106 @@ class ToolIndex:
         return ranked
 
     def search(self, query: str, limit: int = 5) -> list[dict[str, Any]]:
-        """The ``limit`` best tools for a query: ``{"name", "call", "summary", "signature"}`` each."""
-        results = []
-        for _, name in self.scores(query)[: max(0, limit)]:
-            call, tool = self._by_name[name]
-            marks = annotation_marks(tool.tool)
-            results.append(
-                {
-                    "name": name,
-                    "call": call,
-                    "summary": first_sentence(tool.doc, 160) + (f" {marks}" if marks else ""),
-                    "signature": tool.signature.render(),
-                }
-            )
-        return results
+        """The ``limit`` best tools for a query: ``{"name", "call", "summary", "signature"}`` each (plus
+        ``observed_result`` for a tool without an output schema once a call returned)."""
+        return [self._match(name) for _, name in self.scores(query)[: max(0, limit)]]
 
-    def describe(self, name: str) -> dict[str, Any]:
-        """Everything about one tool; raises ``UnknownToolError`` (a ``KeyError``) with close matches."""
+    def search_page(self, query: str, limit: int = 5) -> dict[str, Any]:
+        """What ``tools.search`` returns: ``{"matches": [...], "total": N}``, plus a ``note`` when it cut the list."""
+        ranked = self.scores(query)
+        matches = [self._match(name) for _, name in ranked[: max(0, limit)]]
+        page: dict[str, Any] = {"matches": matches, "total": len(ranked)}
+        if len(ranked) > len(matches):
+            page["note"] = f"{len(matches)} of {len(ranked)} matches; raise limit= to see more"
+        return page
+
+    def _match(self, name: str) -> dict[str, Any]:
+        call, tool = self._by_name[name]
+        marks = annotation_marks(tool.tool)
+        match: dict[str, Any] = {
+            "name": name,
+            "call": call,
+            "summary": first_sentence(tool.doc, 160) + (f" {marks}" if marks else ""),
+            "signature": tool.signature.render(),
+        }
+        observed = self._observed_result(tool, _SEARCH_EXAMPLE_CHARS)
+        if observed is not None:
+            match["observed_result"] = observed
+        return match
+
+    def _observed_result(self, tool: PreparedTool, example_chars: int) -> dict[str, str] | None:
+        if self._observed is None or tool.tool.output_schema is not None:
+            return None
+        shape = self._observed.get(tool.server, tool.name)
+        return shape.as_dict(example_chars) if shape is not None else None
+
+    def describe(self, name: str, schemas: bool = False) -> dict[str, Any]:
+        """One tool, compactly: signature, summary, arguments (types, defaults, allowed values), annotations; the
+        raw JSON schemas only with ``schemas=True``. A server's name describes the server (its instructions and
+        tools). Raises ``UnknownToolError`` (a ``KeyError``) with close matches."""
+        server_entry = self._server(name)
+        if server_entry is not None:
+            return self._describe_server(server_entry)
         server, tool_name = self._resolver.resolve(name)
         call, tool = self._by_name[f"{server}.{tool_name}"]
         definition = tool.tool
-        annotations = (
+        hints = (
             definition.annotations.model_dump(mode="json", by_alias=True, exclude_none=True)
             if definition.annotations
             else {}
         )
-        return {
-            "name": tool.qualified_name,
-            "server": server,
-            "tool": tool_name,
-            "call": call,
-            "title": definition.title or annotations.get("title"),
-            "signature": tool.signature.render(),
-            "doc": tool.doc,
-            "input_schema": definition.input_schema,
-            "output_schema": definition.output_schema,
-            "annotations": annotations,
-        }
+        title = definition.title or hints.pop("title", None)
+        hints.pop("title", None)
+        described: dict[str, Any] = {"name": tool.qualified_name, "call": call}
+        if title:
+            described["title"] = title
+        described["signature"] = tool.signature.render()
+        described["summary"] = inspect.cleandoc(tool.doc)
+        described["arguments"] = _arguments(tool)
+        fields = result_fields(definition.output_schema) if "dict" in tool.signature.returns else None
+        if fields:  # the signature shows `dict`: say which keys the result has
+            described["result_fields"] = fields
+        if hints:
+            described["annotations"] = hints
+        observed = self._observed_result(tool, EXAMPLE_CHARS)
+        if observed is not None:
+            described["observed_result"] = observed
+        if schemas:
+            described["input_schema"] = definition.input_schema
+            described["output_schema"] = definition.output_schema
+        return described
+
+    def _server(self, name: str) -> PreparedServer | None:
+        if "." in name:
+            return None
+        return next((s for s in self._servers if name in (s.name, s.ident, s.reference)), None)
+
+    def _describe_server(self, server: PreparedServer) -> dict[str, Any]:
+        described: dict[str, Any] = {"server": server.name, "call": server.reference}
+        if server.instructions:
+            text = server.instructions
+            described["instructions"] = (
+                text if len(text) <= _INSTRUCTIONS_CHARS else text[: _INSTRUCTIONS_CHARS - 1] + "…"
+            )
+        described["tools"] = [f"{t.attr}{t.signature.render()}" for t in server.tools[:_SERVER_TOOLS]]
+        if len(server.tools) > _SERVER_TOOLS:
+            described["note"] = f"{_SERVER_TOOLS} of {len(server.tools)} tools; tools.search() finds the others"
+        return described
+
+
+def _arguments(tool: PreparedTool) -> list[dict[str, Any]]:
+    schema = tool.tool.input_schema if isinstance(tool.tool.input_schema, Mapping) else {}
+    properties = schema.get("properties") if isinstance(schema.get("properties"), Mapping) else {}
+    arguments = []
+    for param in tool.signature.parameters:
+        argument: dict[str, Any] = {"name": param.name, "type": param.annotation, "required": param.required}
+        if param.default is not None:
+            argument["default"] = param.default
+        prop = properties.get(param.name) if isinstance(properties, Mapping) else None
+        choices = prop.get("enum") if isinstance(prop, Mapping) else None
+        if isinstance(choices, list) and choices and not param.annotation.startswith("Literal["):
+            argument["allowed"] = choices[:_MAX_CHOICES]  # too many for the type to list them
+        if param.description:
+            argument["description"] = param.description
+        arguments.append(argument)
+    return arguments

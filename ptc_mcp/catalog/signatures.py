@@ -10,7 +10,8 @@
   (``?`` marks a key that may be missing); a big or deep one is ``dict``.
 - Property names that are not Python identifiers (``first-name``, ``$top``, ``from``) cannot be keyword
   arguments: they are listed quoted in a ``**{'first-name': str}`` note (pass them with ``call_tool``).
-- The return type comes from ``outputSchema``; ``Any`` when the tool has none.
+- The return type comes from ``outputSchema`` by the rule of ``ptc_mcp.catalog.values`` (the ``{"result": X}``
+  envelope shows as X, binary content blocks as ``Binary``); ``Any`` when the tool has none.
 
 Rendering never raises: odd or hostile schemas degrade to ``Any``/``dict``, and every walk is bounded.
 """
@@ -25,10 +26,14 @@ from typing import Any
 
 import mcp_types
 
+from ptc_mcp.catalog.values import mirrored_block_type, value_schema
+
 __all__ = [
     "Parameter",
     "ToolSignature",
     "first_sentence",
+    "result_fields",
+    "return_type",
     "schema_type",
     "tool_doc",
     "tool_signature",
@@ -120,7 +125,7 @@ def tool_signature(tool: mcp_types.Tool) -> ToolSignature:
 
 def _tool_signature(tool: mcp_types.Tool) -> ToolSignature:
     schema = tool.input_schema if isinstance(tool.input_schema, Mapping) else {}
-    returns = "Any" if tool.output_schema is None else schema_type(tool.output_schema)
+    returns = return_type(tool.output_schema)
     properties = _merged_properties(schema, schema)
     required = _required_names(schema, schema)
     params: list[Parameter] = []
@@ -139,6 +144,34 @@ def _tool_signature(tool: mcp_types.Tool) -> ToolSignature:
     params.sort(key=lambda p: not p.required)  # stable: schema order within each group
     omitted = max(0, len(params) - _MAX_PARAMS)
     return ToolSignature(parameters=tuple(params[:_MAX_PARAMS]), returns=returns, omitted=omitted)
+
+
+def return_type(output_schema: Mapping[str, Any] | None) -> str:
+    """The return type shown for an output schema: the type of the value the program gets (``Any`` without one)."""
+    schema = value_schema(output_schema)
+    if schema is None:
+        return "Any"
+    return mirrored_block_type(output_schema) or schema_type(schema, root=output_schema)
+
+
+def result_fields(output_schema: Mapping[str, Any] | None) -> dict[str, str] | None:
+    """The keys of the object a tool returns (or of each list item), with their types, even when the return
+    type is too big to show inline (``-> list[dict]``); ``None`` when the result is no object. Never raises."""
+    try:
+        schema = _deref(value_schema(output_schema), output_schema)
+        if isinstance(schema, Mapping) and schema.get("type") == "array":
+            schema = _deref(schema.get("items"), output_schema)
+        if not isinstance(schema, Mapping):
+            return None
+        schema = _merge_all_of(schema, schema["allOf"], output_schema) if "allOf" in schema else schema
+        properties = _as_mapping(schema.get("properties"))
+        required = _required_names(schema, output_schema)
+        return {
+            f"{name}{'' if name in required else '?'}": schema_type(prop, root=output_schema, level=1)
+            for name, prop in list(properties.items())[:_MAX_PARAMS]
+        } or None
+    except Exception:  # a schema is untrusted input
+        return None
 
 
 def tool_doc(tool: mcp_types.Tool) -> str:

@@ -186,6 +186,10 @@ def _to_argument_error(
             properties = _as_mapping(_as_mapping(error.schema).get("properties"))
             expected = schema_type(_as_mapping(properties.get(missing)), root=schema)
             hint = f" ({expected})" if expected != "Any" else ""
+            extras = sorted(str(k) for k in error.instance if k not in properties)
+            typo = difflib.get_close_matches(missing, extras, n=1) if properties else []
+            if typo:  # a misspelled required argument: point at the spelling, as for optional ones
+                hint += f"; got unexpected argument {_path_text([*path, typo[0]])!r}: did you mean {name!r}?"
             return ArgumentError(
                 f"{label}(): missing required argument {name!r}{hint}", tool=label, argument=name, problem="missing"
             )

@@ -11,6 +11,7 @@ protocol 2026-07-28, a ``subscriptions/listen`` event) refreshes the tool list.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Callable
 from contextlib import AsyncExitStack
@@ -45,6 +46,7 @@ MAX_TOOL_PAGES = 1000
 CLOSE_GRACE_S = 5.0
 """How long closing waits for transports to shut down cleanly before cancelling them."""
 
+_CONNECTION_IDS = itertools.count(1)
 _CLIENT_INFO = types.Implementation(name="ptc-mcp", version=ptc_mcp.__version__)
 _LOST_ERRORS = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream, httpx2.TransportError, OSError)
 
@@ -89,6 +91,11 @@ class DownstreamServer:
         self.connect_timeout_s = connect_timeout_s
         self.on_tools_changed = on_tools_changed
         self._tools: tuple[types.Tool, ...] = ()
+        self.instructions: str | None = None
+        """The server's ``instructions`` from its initialize (or discover) result, as of the last connection."""
+        self.connection_id = 0
+        """The current (or last) connection's number, unique in this process across all servers, so what a program
+        learned about a server (observed result shapes) can last exactly one connection, even past a restart."""
         self._link: _Link | None = None
         self._tg: TaskGroup | None = None
         self._connect_lock = anyio.Lock()
@@ -242,6 +249,8 @@ class DownstreamServer:
             async with client:
                 link.client = client
                 tools = await self._list_all(client)
+                self.instructions = client.instructions
+                self.connection_id = next(_CONNECTION_IDS)
                 async with anyio.create_task_group() as tg:
                     if client.protocol_version in MODERN_PROTOCOL_VERSIONS:
                         await tg.start(self._listen, link)

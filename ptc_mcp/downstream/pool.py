@@ -17,7 +17,7 @@ import mcp_types as types
 from anyio.abc import TaskGroup, TaskStatus
 from mcp.client.client import ConnectMode
 
-from ptc_mcp.catalog.model import DownstreamTool
+from ptc_mcp.catalog.model import DownstreamTool, ServerInfo
 from ptc_mcp.config import Config, ServerConfig
 from ptc_mcp.downstream.connection import DownstreamServer, describe_exception
 from ptc_mcp.errors import ToolCallError
@@ -181,6 +181,16 @@ class DownstreamPool:
             if name not in self.failures
             for tool in server.tools
         ]
+
+    def server_info(self) -> dict[str, ServerInfo]:
+        """Instructions and connection number (0 while not connected) of every reachable server."""
+        return {
+            name: ServerInfo(
+                instructions=server.instructions, connection=server.connection_id if server.connected else 0
+            )
+            for name, server in self._servers.items()
+            if name not in self.failures
+        }
 
     def on_change(self, callback: ChangeCallback) -> Callable[[], None]:
         """Run ``callback()`` whenever the catalog changes; returns a function that unsubscribes."""

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from ptc_mcp.catalog.description import PRESENTATIONS, build_description, choose_presentation
+from ptc_mcp.catalog.description import CONVENTION, PRESENTATIONS, build_description, choose_presentation
 from ptc_mcp.catalog.model import DownstreamTool
 from ptc_mcp.catalog.synthetic import synthetic_tools
 from ptc_mcp.catalog.tokens import estimate_tokens
@@ -111,6 +111,8 @@ def test_no_tools_still_teaches_the_convention() -> None:
 def test_renamed_tools_name_their_call_tool_form() -> None:
     text = build_description([downstream("a", "get-user"), downstream("a", "get_user")], presentation="full")
     assert "a.get_user_2() -> Any [call_tool name 'a.get-user']" in text
+    plain = build_description([downstream("a", "get-user")], presentation="full")
+    assert "a.get_user() -> Any\n" in plain and "call_tool name" not in plain  # the identifier works in call_tool
 
 
 def test_unknown_presentation_is_refused() -> None:
@@ -123,3 +125,37 @@ def test_many_servers_are_trimmed_to_fit_the_budget() -> None:
     text = build_description(tools)
     assert estimate_tokens(text) <= 1500
     assert "more servers" in text
+
+
+def test_the_fixed_part_fits_in_200_tokens_and_keeps_every_rule() -> None:
+    assert estimate_tokens(CONVENTION) <= 200
+    for rule in (
+        "only its prints and last expression's value come back",
+        "async",
+        "keyword arguments",
+        "top-level await",
+        "asyncio.gather",
+        "print only what you need",
+        "globals unless noted",
+        'servers["name"]',
+        "call_tool(",
+        "tools.search(",
+        "tools.describe(",
+        "dicts/lists",
+        "`Binary` (`.data`, `.mime_type`)",
+        "ToolError",
+        "session",
+    ):
+        assert rule in CONVENTION, rule
+
+
+def test_a_servers_instructions_show_capped_under_its_heading_and_in_the_namespace_list() -> None:
+    tools = [downstream("docs", "get_page", description="Get a page.")]
+    text = "# Docs server\n\nUse get_page for pages. " + "More words. " * 40 + "\n\nSecond paragraph."
+    full = build_description(tools, presentation="full", instructions={"docs": text})
+    note = full.split("## docs\n", 1)[1].splitlines()[0]
+    assert note.startswith("Use get_page for pages.") and note.endswith("…") and len(note) == 200
+    assert "Second paragraph" not in full and "# Docs server" not in full
+    listing = build_description(tools, presentation="namespaces", instructions={"docs": text})
+    line = next(line for line in listing.splitlines() if line.startswith("- docs"))
+    assert "— Use get_page for pages." in line

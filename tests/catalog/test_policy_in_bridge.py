@@ -71,3 +71,17 @@ async def test_without_read_only_annotations_are_shown_not_enforced() -> None:
 def test_the_config_option_is_tools_read_only() -> None:
     assert parse_config({"tools": {"read_only": True}}, environ={}).tools.read_only is True
     assert parse_config({}, environ={}).tools.read_only is False
+
+
+async def test_refused_calls_are_not_tool_calls_but_spend_the_budget() -> None:
+    source = ListedTools(TOOLS)
+    run = ToolBridge(source, ToolPolicy()).for_run(max_tool_calls=3)
+    assert await run("notes.read_note", {}) == {"ok": True}
+    for _ in range(2):
+        with pytest.raises(ToolCallError) as caught:
+            await run("notes.no_such_note_tool", {})
+        assert caught.value.error_type == "tool_error"
+    with pytest.raises(ToolCallError) as caught:
+        await run("notes.read_note", {})
+    assert caught.value.error_type == "tool_call_limit"
+    assert run.used == 1 and source.called == ["notes.read_note"]

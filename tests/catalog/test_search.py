@@ -97,15 +97,23 @@ def test_search_is_fast_on_a_thousand_tools() -> None:
     assert (time.perf_counter() - started) / len(SEARCH_QUERIES) < 0.01
 
 
-def test_describe_returns_the_full_definition() -> None:
+def test_describe_is_compact_by_default_and_gives_the_schemas_when_asked() -> None:
     described = INDEX.describe("expenses.get_expenses")
     assert described["name"] == "expenses.get_expenses"
     assert described["call"] == "expenses.get_expenses"
     assert described["signature"].startswith("(*, employee_id: str")
-    assert described["doc"].startswith("Return the expense line items")
-    assert described["input_schema"]["required"] == ["employee_id", "quarter"]
-    assert described["output_schema"]["type"] == "object"
+    assert described["summary"].startswith("Return the expense line items")
+    assert described["arguments"][0] == {
+        "name": "employee_id",
+        "type": "str",
+        "required": True,
+        "description": described["arguments"][0]["description"],
+    }
     assert described["annotations"] == {"readOnlyHint": True}
+    assert "input_schema" not in described and "output_schema" not in described
+    full = INDEX.describe("expenses.get_expenses", schemas=True)
+    assert full["input_schema"]["required"] == ["employee_id", "quarter"]
+    assert full["output_schema"]["type"] == "object"
 
 
 def test_describe_accepts_identifier_names() -> None:

@@ -167,6 +167,9 @@ class Downstream:
     catalog_version = 1
     failures: dict[str, str] = {}
 
+    def server_info(self) -> dict[str, Any]:
+        return {}
+
     def tools(self) -> list[Any]:
         return []
 

@@ -58,18 +58,26 @@ def _mentions(answer: str, wanted: Iterable[str], others: Iterable[str]) -> bool
 # -- 1. the expense audit: who exceeded their Q3 travel budget ---------------------------------------------
 
 AUDIT_PROGRAM = """\
-import json
-team = await expenses.get_team_members(department="engineering")
-budgets = await asyncio.gather(*[expenses.get_custom_budget(user_id=p["id"]) for p in team])
-claims = await asyncio.gather(*[expenses.get_expenses(employee_id=p["id"], quarter="Q3") for p in team])
-rows = []
-for person, budget, records in zip(team, budgets, claims):
-    limit = budget["travel_budget"] if budget else 5000.0
-    spent = round(sum(r["amount"] for r in records if r["category"] == "travel" and r["status"] != "rejected"), 2)
+team = await expenses.get_team_members(department='engineering')
+ids = [p['id'] for p in team]
+budgets = await asyncio.gather(*[expenses.get_custom_budget(user_id=i) for i in ids])
+claims = await asyncio.gather(*[expenses.get_expenses(employee_id=i, quarter='Q3') for i in ids])
+for p, b, rs in zip(team, budgets, claims):
+    limit = b['travel_budget'] if b else 5000.0
+    spent = round(sum(r['amount'] for r in rs if r['category'] == 'travel' and r['status'] != 'rejected'), 2)
     if spent > limit:
-        rows.append({"id": person["id"], "name": person["name"], "spent": spent, "budget": limit})
-print(json.dumps(rows))
+        print(p['id'], p['name'], spent, limit, sep=';')
 """
+
+
+def _audit_rows(t: Transcript) -> list[dict[str, Any]]:
+    """The audit program's lines ``id;name;spent;budget`` (the status line after them is not a row)."""
+    rows = []
+    for line in t.last[0].text.splitlines():
+        fields = line.split(";")
+        if len(fields) == 4:
+            rows.append({"id": fields[0], "name": fields[1], "spent": float(fields[2]), "budget": float(fields[3])})
+    return rows
 
 
 def audit_answer(rows: list[dict[str, Any]]) -> str:
@@ -110,7 +118,7 @@ def audit_traditional(t: Transcript) -> Step:
 def audit_ptc(t: Transcript) -> Step:
     if t.round == 0:
         return calls(call("execute_program", code=AUDIT_PROGRAM))
-    return Answer(audit_answer(_program_json(t)))
+    return Answer(audit_answer(_audit_rows(t)))
 
 
 def audit_check(answer: str) -> bool:
