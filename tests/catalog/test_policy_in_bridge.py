@@ -85,3 +85,15 @@ async def test_refused_calls_are_not_tool_calls_but_spend_the_budget() -> None:
         await run("notes.read_note", {})
     assert caught.value.error_type == "tool_call_limit"
     assert run.used == 1 and source.called == ["notes.read_note"]
+
+
+async def test_describe_takes_a_server_name_and_a_boolean_schemas_flag() -> None:
+    run = ToolBridge(ListedTools(TOOLS), ToolPolicy()).for_run(max_tool_calls=10)
+    server = await run("@describe", {"name": "notes"})
+    assert server["call"] == "notes" and len(server["tools"]) == 3
+    full = await run("@describe", {"name": "notes.read_note", "schemas": True})
+    assert "input_schema" in full
+    with pytest.raises(TypeError, match="schemas=True or False"):
+        await run("@describe", {"name": "notes.read_note", "schemas": "yes"})
+    page = await run("@search", {"query": "note", "limit": 1})
+    assert len(page["matches"]) == 1 and page["total"] == 3 and page["note"].startswith("1 of 3 matches")
