@@ -11,12 +11,14 @@ from dataclasses import dataclass
 
 import anyio
 
+from ptc_mcp.approvals import ApprovalRule
 from ptc_mcp.audit import AuditLog
 from ptc_mcp.bridge import ToolBridge
 from ptc_mcp.catalog.policy import ToolPolicy
 from ptc_mcp.config import Config
 from ptc_mcp.downstream.pool import DownstreamPool
 from ptc_mcp.executor import Executor
+from ptc_mcp.input_exchange import InputExchanges
 from ptc_mcp.sandboxes import create_backend
 from ptc_mcp.sandboxes.base import SandboxBackend
 from ptc_mcp.tool_list_notices import ToolListNotices
@@ -33,6 +35,8 @@ class App:
     executor: Executor
     notices: ToolListNotices
     """Tells the server's clients when ``execute_program``'s description changes."""
+    exchanges: InputExchanges
+    """Runs that ask a 2026-07-28 client questions across several requests (``ptc_mcp.input_exchange``)."""
 
 
 @asynccontextmanager
@@ -43,7 +47,12 @@ async def open_app(
     backend = backend or create_backend(config, allow_unisolated=allow_unisolated)
     try:
         async with DownstreamPool.from_config(config) as pool:
-            bridge = ToolBridge(pool, ToolPolicy(config.tools.allow, config.tools.deny, config.tools.read_only))
+            bridge = ToolBridge(
+                pool,
+                ToolPolicy(config.tools.allow, config.tools.deny, config.tools.read_only),
+                approvals=ApprovalRule(config.tools.approve, config.tools.approve_destructive),
+                input_timeout_s=config.limits.input_timeout_s,
+            )
             executor = Executor(
                 backend,
                 bridge,
@@ -56,9 +65,21 @@ async def open_app(
             )
             notices = ToolListNotices(lambda: bridge.snapshot.description)
             unsubscribe = pool.on_change(notices.changed)
-            async with executor, anyio.create_task_group() as background:
+            async with (
+                executor,
+                InputExchanges(keep_s=config.limits.input_timeout_s) as exchanges,
+                anyio.create_task_group() as background,
+            ):
                 background.start_soon(notices.run)
-                yield App(config=config, pool=pool, bridge=bridge, backend=backend, executor=executor, notices=notices)
+                yield App(
+                    config=config,
+                    pool=pool,
+                    bridge=bridge,
+                    backend=backend,
+                    executor=executor,
+                    notices=notices,
+                    exchanges=exchanges,
+                )
                 background.cancel_scope.cancel()
             unsubscribe()
     finally:

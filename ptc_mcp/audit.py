@@ -1,4 +1,4 @@
-"""The audit trail: one JSON line per run and one per nested tool call.
+"""The audit trail: one JSON line per run, one per nested tool call and one per approval decision.
 
 A line names the session (by a prefix of its handle: enough to correlate, useless to take it over), the run, the
 tool, the duration, the sizes and the outcome. Argument values are never written unless ``audit.include_arguments``
@@ -189,6 +189,31 @@ class AuditLog:
     def failing(self) -> bool:
         """Whether the last write to the sink failed."""
         return self._failure is not None
+
+    def approval(
+        self,
+        *,
+        session: str,
+        run_id: str,
+        tool: str,
+        decision: str,
+        reason: str | None = None,
+        caller: str | None = None,
+    ) -> None:
+        """One line for each approval decision (``ptc_mcp.approvals.Decision``); ``reason`` says why none was given."""
+        line: dict[str, Any] = {
+            "event": "approval",
+            "ts": _now(),
+            "session": session[:SESSION_PREFIX_CHARS],
+            "run": run_id,
+            "tool": tool,
+            "decision": decision,
+        }
+        if reason is not None:
+            line["reason"] = reason  # made valid with the whole line
+        if caller is not None:
+            line["caller"] = caller
+        self._emit(line)
 
     def _emit(self, line: dict[str, Any]) -> None:
         for observer in self._observers:

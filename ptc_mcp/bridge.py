@@ -1,7 +1,9 @@
 """The tool bridge: what a program's tool call goes through on the host.
 
 Every nested call passes the allow/deny policy, the run's call budget and argument checks against the tool's
-``inputSchema``, then reaches the downstream server; the result comes back as the most useful Python value, its
+``inputSchema`` and, for tools that need it, a person's approval (``ptc_mcp.approvals``), then reaches the
+downstream server with the run's ``RunInteraction`` in ``CURRENT_INTERACTION`` (so questions the server asks
+meanwhile reach the run's client); the result comes back as the most useful Python value, its
 text made valid (``ptc_mcp.text``). Discovery (``tools.search``/``tools.describe``, sent as ``@search`` and
 ``@describe``) is answered from the catalog: bounded, validated, on a worker thread. Every attempt, discovery and
 refused calls included, spends the run's call budget and yields one ``CallRecord`` for the audit trail.
@@ -19,6 +21,7 @@ from typing import Any, Protocol
 import anyio
 import mcp_types as types
 
+from ptc_mcp.approvals import ApprovalRule, DecisionCallback, RunApprovals
 from ptc_mcp.catalog.callable import split_callable
 from ptc_mcp.catalog.description import Presentation, build_description
 from ptc_mcp.catalog.model import DownstreamTool, ServerInfo, UnknownToolError
@@ -34,6 +37,7 @@ from ptc_mcp.catalog.search import ToolIndex
 from ptc_mcp.catalog.validation import check_arguments
 from ptc_mcp.catalog.values import tool_value
 from ptc_mcp.errors import RunLimitExceeded, ToolCallError
+from ptc_mcp.interaction import CURRENT_INTERACTION, RunInteraction
 from ptc_mcp.text import valid_json, valid_text
 
 log = logging.getLogger(__name__)
@@ -105,9 +109,19 @@ CallObserver = Callable[[CallRecord, dict[str, Any]], None]
 class ToolBridge:
     """Builds catalog snapshots and hands each run a ``RunTools`` call handler."""
 
-    def __init__(self, source: ToolSource, policy: ToolPolicy, *, presentation: Presentation = "auto") -> None:
+    def __init__(
+        self,
+        source: ToolSource,
+        policy: ToolPolicy,
+        *,
+        presentation: Presentation = "auto",
+        approvals: ApprovalRule | None = None,
+        input_timeout_s: float = 120.0,
+    ) -> None:
         self._source = source
         self._policy = policy
+        self.approvals = approvals or ApprovalRule()
+        self.input_timeout_s = input_timeout_s
         self._presentation = presentation
         self._snapshot: CatalogSnapshot | None = None
         self._snapshot_of: int | None = None
@@ -138,13 +152,28 @@ class ToolBridge:
             )
         return self._snapshot
 
-    def for_run(self, max_tool_calls: int) -> RunTools:
+    def for_run(
+        self,
+        max_tool_calls: int,
+        interaction: RunInteraction | None = None,
+        on_decision: DecisionCallback | None = None,
+    ) -> RunTools:
+        """The call handler of one run; ``interaction`` is its route to its client (none: nobody to ask)."""
         if self._discovery_threads is None:  # made in the event loop that uses it
             self._discovery_threads = anyio.CapacityLimiter(DISCOVERY_THREADS)
         connections = {name: info.connection for name, info in _server_info(self._source).items()}
         self.observed.keep_connections(connections)
+        interaction = interaction or RunInteraction(None, self.input_timeout_s)
+        approvals = RunApprovals(self.approvals, interaction, on_decision) if self.approvals.active else None
         return RunTools(
-            self._source, self.snapshot, self._policy, max_tool_calls, self._discovery_threads, self.observed
+            self._source,
+            self.snapshot,
+            self._policy,
+            max_tool_calls,
+            self._discovery_threads,
+            self.observed,
+            interaction=interaction,
+            approvals=approvals,
         )
 
 
@@ -165,6 +194,9 @@ class RunTools:
     attempts: int = 0
     """Every call the program made (discovery and refused calls too): what the budget counts."""
     observer: CallObserver | None = None
+    interaction: RunInteraction | None = None
+    """The run's route to its client, set around each downstream call (``ptc_mcp.interaction``)."""
+    approvals: RunApprovals | None = None
 
     async def __call__(self, name: str, arguments: dict[str, Any]) -> Any:
         started = time.perf_counter()
@@ -223,8 +255,14 @@ class RunTools:
     async def _call_downstream(self, tool: DownstreamTool, name: str, arguments: dict[str, Any]) -> Any:
         check_arguments(tool.tool, arguments, server=tool.server)
         _check_json(name, arguments)
+        if self.approvals is not None:
+            await self.approvals.check(tool, arguments)  # raises tool_denied: then nothing is sent
         self.used += 1
-        result = await self.source.call_tool(tool.server, tool.tool.name, arguments)
+        token = CURRENT_INTERACTION.set(self.interaction)
+        try:
+            result = await self.source.call_tool(tool.server, tool.tool.name, arguments)
+        finally:
+            CURRENT_INTERACTION.reset(token)
         if result.is_error:
             raise ToolCallError("tool_error", _error_text(result))
         try:

@@ -137,6 +137,9 @@ class LimitsConfig(_Strict):
     max_queued_runs: int = Field(default=32, ge=0)
     memory_mb: int = Field(default=512, ge=64)
     max_code_bytes: int = Field(default=1_000_000, ge=1024)
+    input_timeout_s: float = Field(default=120.0, gt=0, le=86400)
+    """How long a run waits for its client to answer one question (an approval, or a downstream server's
+    elicitation or sampling request) before the question fails; ``timeout_s`` keeps counting meanwhile."""
 
 
 class ToolsPolicyConfig(_Strict):
@@ -146,6 +149,10 @@ class ToolsPolicyConfig(_Strict):
     deny: list[str] = Field(default_factory=list)
     read_only: bool = False
     """Allow only tools their server marks ``readOnlyHint: true`` (the server's claim), on top of the globs."""
+    approve: list[str] = Field(default_factory=list)
+    """Globs of tools a person must approve (through the client's elicitation) before each call runs."""
+    approve_destructive: bool = False
+    """Also ask before every tool its server marks ``destructiveHint: true`` and not ``readOnlyHint``."""
 
 
 class AuditConfig(_Strict):

@@ -9,7 +9,8 @@ Admission: at most ``max_concurrent_runs`` programs run at once and at most ``ma
 that, ``busy`` at once. A run waiting for its own session (runs of one session are serialized) counts as queued
 but holds no run slot, so one busy session cannot starve the others.
 
-Callers that want to watch a run as it happens (MCP progress, ``ptc_mcp.progress``) pass ``events``.
+Callers that want to watch a run as it happens (MCP progress, ``ptc_mcp.progress``) pass ``events``; callers
+whose client can answer questions (elicitation, sampling: ``ptc_mcp.interaction``) pass its ``channel``.
 """
 
 from __future__ import annotations
@@ -24,11 +25,13 @@ from typing import Any, Protocol, Self
 
 import anyio
 
-from ptc_mcp.audit import AuditLog
+from ptc_mcp.approvals import Decision
+from ptc_mcp.audit import SESSION_PREFIX_CHARS, AuditLog
 from ptc_mcp.bridge import DISCOVERY, CallRecord, RunTools, ToolBridge
 from ptc_mcp.budget import fit_run
 from ptc_mcp.config import LimitsConfig
 from ptc_mcp.errors import BusyError, ErrorType, RunLimitExceeded, SandboxFailure, ToolCallError
+from ptc_mcp.interaction import ClientChannel, RunInteraction
 from ptc_mcp.output import OutputCollector, safe_text
 from ptc_mcp.results import RunError, RunResult, error_result
 from ptc_mcp.sandboxes.base import RunReport, RunRequest, SandboxBackend, SandboxSession, StreamName
@@ -142,8 +145,11 @@ class Executor:
             return "timeout_s must be positive"
         return None
 
-    async def execute(self, request: ExecuteRequest, events: RunEvents | None = None) -> RunResult:
-        """Run one program and describe what happened; ``events`` watches it as it happens."""
+    async def execute(
+        self, request: ExecuteRequest, events: RunEvents | None = None, channel: ClientChannel | None = None
+    ) -> RunResult:
+        """Run one program and describe what happened; ``events`` watches it as it happens, ``channel`` answers
+        what downstream servers and approvals ask of the client (``None``: nobody can answer)."""
         problem = self.check_input(request)
         if problem is not None:
             return error_result("invalid_input", problem, session=request.session)
@@ -154,7 +160,7 @@ class Executor:
             async with _Admission(self) as admission:
                 if self.stateless:
                     async with admission.slot():
-                        return await self._run_stateless(request, events)
+                        return await self._run_stateless(request, events, channel)
                 new = request.session is None
                 session = await self._resolve_session(request)
                 if session is None:
@@ -165,7 +171,7 @@ class Executor:
                     async with session.lock, self.sessions.claim(session), admission.slot():
                         if request.reset:
                             await session.discard_sandbox()
-                        return await self._run_in(session, request, events)
+                        return await self._run_in(session, request, events, channel)
                 except anyio.get_cancelled_exc_class():
                     if new:  # its handle never reached the caller: nobody can continue it
                         with anyio.CancelScope(shield=True):
@@ -184,22 +190,38 @@ class Executor:
             found.unclaimed = False
         return found
 
-    async def _run_stateless(self, request: ExecuteRequest, events: RunEvents | None) -> RunResult:
+    async def _run_stateless(
+        self, request: ExecuteRequest, events: RunEvents | None, channel: ClientChannel | None
+    ) -> RunResult:
         session = Session(handle="", owner=request.owner)
         try:
-            result = await self._run_in(session, request, events)
+            result = await self._run_in(session, request, events, channel)
         finally:
             with anyio.CancelScope(shield=True):
                 await session.discard_sandbox()
         result.session = None
         return result
 
-    async def _run_in(self, session: Session, request: ExecuteRequest, events: RunEvents | None = None) -> RunResult:
+    async def _run_in(
+        self,
+        session: Session,
+        request: ExecuteRequest,
+        events: RunEvents | None = None,
+        channel: ClientChannel | None = None,
+    ) -> RunResult:
         timeout_s = min(request.timeout_s or self.limits.timeout_s, self.limits.timeout_s)
         output = OutputCollector(self.limits.max_output_bytes)
-        tools = self.bridge.for_run(self.limits.max_tool_calls)
-        snapshot = tools.snapshot
         run_id = secrets.token_hex(8)
+        session_prefix = session.handle[:SESSION_PREFIX_CHARS]
+        interaction = RunInteraction(channel, self.limits.input_timeout_s, session=session_prefix, run_id=run_id)
+
+        def audit_decision(tool: str, decision: Decision, why: str | None) -> None:
+            self.audit.approval(
+                session=session.handle, run_id=run_id, tool=tool, decision=decision, reason=why, caller=session.owner
+            )
+
+        tools = self.bridge.for_run(self.limits.max_tool_calls, interaction, audit_decision)
+        snapshot = tools.snapshot
         watched = _WatchedRun(tools, output, events, self.audit, session.handle, run_id, session.owner)
         run = RunRequest(
             run_id=run_id,

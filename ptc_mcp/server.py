@@ -4,6 +4,10 @@ Failures inside a program are results (``isError: true`` with a typed ``structur
 errors. On protocol versions with an MCP session, each connection owns one live interpreter by default; on the
 stateless 2026-07-28 protocol the client passes back the ``session`` handle every result carries.
 
+Downstream servers' questions (elicitation, sampling) and approvals reach the client of the run that asked: on
+handshake-era connections as server→client requests on the ``execute_program`` request's stream (``RequestChannel``),
+on 2026-07-28 ones as ``InputRequiredResult``s of a multi-round-trip call (``ptc_mcp.input_exchange``).
+
 A request that carries a progress token gets progress notifications and the program's output as log messages
 while it runs (``ptc_mcp.progress``). Cancelling the request (``notifications/cancelled``, or closing the response
 stream on the 2026-07-28 HTTP transport: the SDK cancels the handler either way) cancels the run: the executor
@@ -23,12 +27,15 @@ from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import NotificationOptions, Server
 from mcp.server.models import InitializationOptions
 from mcp.shared.jsonrpc_dispatcher import progress_token_from_params
+from mcp.shared.message import ServerMessageMetadata
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ptc_mcp import __version__
 from ptc_mcp.app import App
 from ptc_mcp.executor import ExecuteRequest
+from ptc_mcp.input_exchange import InputExchange, arguments_digest
+from ptc_mcp.interaction import SamplingAnswer
 from ptc_mcp.progress import LOGGER_NAME, RunReporter
 from ptc_mcp.remote.auth import caller_identity
 from ptc_mcp.results import error_result, output_schema
@@ -149,6 +156,39 @@ class _Server(Server[Any]):
         )
 
 
+def client_can(ctx: ServerRequestContext[Any, Any]) -> tuple[bool, bool]:
+    """Whether the client of this request declared elicitation and sampling."""
+    session = ctx.session
+    return (
+        session.check_client_capability(types.ClientCapabilities(elicitation=types.ElicitationCapability())),
+        session.check_client_capability(types.ClientCapabilities(sampling=types.SamplingCapability())),
+    )
+
+
+class RequestChannel:
+    """The client of one handshake-era request: questions go to it as server→client requests on that request's
+    stream (over streamable HTTP: the request's own response stream)."""
+
+    def __init__(self, ctx: ServerRequestContext[Any, Any]) -> None:
+        self._session = ctx.session
+        self._related = ServerMessageMetadata(related_request_id=ctx.request_id)
+        can_elicit, can_sample = client_can(ctx) if ctx.session.can_send_request else (False, False)
+        self.can_elicit = can_elicit
+        self.can_sample = can_sample
+        self.peer: object = _connection(ctx) or ctx.session
+
+    async def elicit(self, params: types.ElicitRequestParams) -> types.ElicitResult:
+        return await self._session.send_request(
+            types.ElicitRequest(params=params), types.ElicitResult, metadata=self._related
+        )
+
+    async def sample(self, params: types.CreateMessageRequestParams) -> SamplingAnswer:
+        answer_type = types.CreateMessageResultWithTools if params.tools else types.CreateMessageResult
+        return await self._session.send_request(
+            types.CreateMessageRequest(params=params), answer_type, metadata=self._related
+        )
+
+
 def build_server(app: App) -> Server[Any]:
     """The low-level MCP server for a running ``App``."""
 
@@ -158,9 +198,33 @@ def build_server(app: App) -> Server[Any]:
         app.notices.watch(_connection(ctx))  # it holds a description now, so it hears when that changes
         return types.ListToolsResult(tools=[execute_program_tool(app)])
 
+    async def follow(
+        exchange: InputExchange, ctx: ServerRequestContext[Any, Any]
+    ) -> types.CallToolResult | types.InputRequiredResult:
+        """Wait for the exchange's next questions or its result, reporting progress meanwhile."""
+        reporter = run_reporter(ctx, app.config.limits.max_output_bytes)
+        exchange.watcher = reporter
+        try:
+            async with anyio.create_task_group() as pump:
+                if reporter is not None:
+                    pump.start_soon(reporter.pump)
+                outcome = await exchange.next()
+                pump.cancel_scope.cancel()
+            if reporter is not None:
+                await reporter.flush()
+        except anyio.get_cancelled_exc_class():
+            app.exchanges.close(exchange)  # the client went away: the run is cancelled
+            raise
+        finally:
+            exchange.watcher = None
+        if isinstance(outcome, types.InputRequiredResult):
+            return outcome
+        app.exchanges.close(exchange)
+        return outcome.to_call_tool_result()
+
     async def call_tool(
         ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
-    ) -> types.CallToolResult:
+    ) -> types.CallToolResult | types.InputRequiredResult:
         if params.name != TOOL_NAME:
             return error_result(
                 "invalid_input", f"unknown tool {params.name!r}; the only tool is {TOOL_NAME}"
@@ -172,6 +236,15 @@ def build_server(app: App) -> Server[Any]:
                 f"{'.'.join(str(p) for p in error['loc']) or 'arguments'}: {error['msg']}" for error in exc.errors()
             )
             return error_result("invalid_input", problems).to_call_tool_result()
+        modern = ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
+        digest = arguments_digest(params.name, params.arguments)
+        if modern and params.request_state is not None:  # a retry that answers the run's questions
+            exchange = app.exchanges.find(params.request_state, _caller_identity(), digest)
+            if exchange is None:
+                message = "unknown or expired requestState: send the call again without it to start a new run"
+                return error_result("invalid_input", message).to_call_tool_result()
+            exchange.answer(params.input_responses)
+            return await follow(exchange, ctx)
         connection = _connection(ctx)
         implicit = (
             connection is not None
@@ -194,14 +267,23 @@ def build_server(app: App) -> Server[Any]:
             timeout_s=float(arguments.timeout_s) if arguments.timeout_s is not None else None,
             owner=_caller_identity(),
         )
+        if modern:
+            can_elicit, can_sample = client_can(ctx)
+            if can_elicit or can_sample:
+                exchange = InputExchange(
+                    owner=request.owner, digest=digest, can_elicit=can_elicit, can_sample=can_sample
+                )
+                app.exchanges.start(exchange, lambda ex: app.executor.execute(request, events=ex, channel=ex))
+                return await follow(exchange, ctx)
+        channel = None if modern else RequestChannel(ctx)
         reporter = run_reporter(ctx, app.config.limits.max_output_bytes)
         try:
             if reporter is None:
-                result = await app.executor.execute(request)
+                result = await app.executor.execute(request, channel=channel)
             else:
                 async with anyio.create_task_group() as pump:
                     pump.start_soon(reporter.pump)
-                    result = await app.executor.execute(request, events=reporter)
+                    result = await app.executor.execute(request, events=reporter, channel=channel)
                     pump.cancel_scope.cancel()
                 await reporter.flush()
         except Exception as exc:  # a host bug answering this program: a typed result, never a protocol error

@@ -22,10 +22,10 @@ import mcp_types
 
 from ptc_mcp.catalog.model import DownstreamTool
 
-__all__ = ["ToolPolicy"]
+__all__ = ["ToolPolicy", "compile_globs"]
 
 
-def _compile(patterns: Sequence[str]) -> re.Pattern[str] | None:
+def compile_globs(patterns: Sequence[str]) -> re.Pattern[str] | None:
     if not patterns:
         return None
     expanded = [p if "." in p else f"{p}.*" for p in patterns]
@@ -45,8 +45,8 @@ class ToolPolicy:
     def __post_init__(self) -> None:
         object.__setattr__(self, "allow", tuple(self.allow))
         object.__setattr__(self, "deny", tuple(self.deny))
-        object.__setattr__(self, "_allow", _compile(self.allow))
-        object.__setattr__(self, "_deny", _compile(self.deny))
+        object.__setattr__(self, "_allow", compile_globs(self.allow))
+        object.__setattr__(self, "_deny", compile_globs(self.deny))
 
     @classmethod
     def allow_all(cls) -> ToolPolicy:

@@ -7,6 +7,10 @@ concurrent requests on one session by request id.
 When the connection drops (a stdio server crashed, say) the pending calls fail with ``ToolCallError`` and the
 next call opens a new connection, which restarts a stdio server. A ``tools/list_changed`` notification (or, at
 protocol 2026-07-28, a ``subscriptions/listen`` event) refreshes the tool list.
+
+The connection declares elicitation and sampling, so servers offer the tools that need them; a question a server
+asks during a nested call goes to the client of the run that made the call (``ptc_mcp.interaction`` has the
+attribution rule), or gets an error answer at once.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import mcp_types as types
 from anyio.abc import TaskGroup, TaskStatus
 from mcp import Client
 from mcp.client.client import ConnectMode
-from mcp.client.session import IncomingMessage
+from mcp.client.session import ClientRequestContext, IncomingMessage
 from mcp.shared.exceptions import MCPError
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
@@ -35,6 +39,7 @@ from ptc_mcp.config import ServerConfig, StdioServerConfig
 from ptc_mcp.downstream.oauth import ServingOAuthProvider, oauth_auth
 from ptc_mcp.downstream.transports import open_transport
 from ptc_mcp.errors import ToolCallError
+from ptc_mcp.interaction import CURRENT_INTERACTION, RunInteraction, SamplingAnswer, refusal
 from ptc_mcp.text import valid_text
 
 __all__ = ["DownstreamServer", "describe_exception"]
@@ -102,6 +107,8 @@ class DownstreamServer:
         self._refresh_lock = anyio.Lock()
         # One auth per server, kept across reconnects: it holds the tokens and refreshes them.
         self._auth = oauth_auth(name, config) if not isinstance(config, StdioServerConfig) else None
+        self._in_flight: dict[object, RunInteraction | None] = {}
+        """Nested calls waiting for this server, and the run each belongs to (``None``: no run, e.g. ``check``)."""
 
     @property
     def tools(self) -> tuple[types.Tool, ...]:
@@ -171,6 +178,8 @@ class DownstreamServer:
         link = await self._ensure_link()
         assert link.client is not None
         where = f"{self.name}.{tool}"
+        call = object()
+        self._in_flight[call] = CURRENT_INTERACTION.get()
         try:
             with anyio.fail_after(timeout):
                 return await link.client.call_tool(tool, arguments or {})
@@ -196,6 +205,38 @@ class DownstreamServer:
             # The SDK raises these for results that break the tool's output schema or the protocol.
             message = f"{where} returned an invalid result: {describe_exception(exc)}"
             raise ToolCallError("tool_error", message) from None
+        finally:
+            del self._in_flight[call]
+
+    # -- questions the server asks during a call --------------------------------------------------------------
+
+    def _asker(self) -> RunInteraction | types.ErrorData:
+        """The run a question is for: the calling task's run, else the one client with calls in flight."""
+        current = CURRENT_INTERACTION.get()
+        if current is not None:  # 2026-07-28: the question came back as the nested call's own result
+            return current
+        runs = list(self._in_flight.values())
+        if not runs:
+            return refusal("no nested call is waiting for this server, so nobody can answer")
+        peers = {id(run.peer) if run is not None else None for run in runs}
+        if len(peers) > 1 or runs[0] is None:
+            return refusal(
+                "nested calls of several clients are waiting for this server and the request does not say which "
+                "call it belongs to, so ptc-mcp cannot tell whom to ask (ambiguous_question)"
+            )
+        return runs[0]
+
+    async def _on_elicit(
+        self, context: ClientRequestContext, params: types.ElicitRequestParams
+    ) -> types.ElicitResult | types.ErrorData:
+        asker = self._asker()
+        return asker if isinstance(asker, types.ErrorData) else await asker.elicit(params)
+
+    async def _on_sample(
+        self, context: ClientRequestContext, params: types.CreateMessageRequestParams
+    ) -> SamplingAnswer | types.ErrorData:
+        asker = self._asker()
+        return asker if isinstance(asker, types.ErrorData) else await asker.sample(params)
 
     # -- connection lifecycle ------------------------------------------------------------------------------
 
@@ -232,6 +273,9 @@ class DownstreamServer:
 
     async def _hold(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Open one connection, publish it, and keep it open until asked to close or it breaks."""
+        # This task (and the SDK's tasks answering server requests under it) belongs to no run, whichever run's
+        # call happened to open the connection.
+        CURRENT_INTERACTION.set(None)
         link = _Link()
         started = False
 
@@ -245,6 +289,8 @@ class DownstreamServer:
                 cache=None,
                 message_handler=on_message,
                 client_info=_CLIENT_INFO,
+                elicitation_callback=self._on_elicit,
+                sampling_callback=self._on_sample,
             )
             async with client:
                 link.client = client
