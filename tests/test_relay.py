@@ -1,0 +1,175 @@
+"""Questions downstream servers ask during a nested call reach the client of the run, in both protocol eras.
+
+The real ``@modelcontextprotocol/server-everything`` (npm, run from its global install) offers
+``trigger-elicitation-request`` and ``trigger-sampling-request`` only to clients that declare elicitation and
+sampling; a program calls them through ptc-mcp, and the official Python client's callbacks answer.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import mcp_types as types
+import pytest
+from mcp import Client
+from mcp.client.session import ClientRequestContext
+
+from ptc_mcp.app import App, open_app
+from ptc_mcp.bench.served import serve_subprocess
+from ptc_mcp.server import build_server
+from tests.conftest import test_config
+from tests.mcp_calls import execute, structured
+
+pytestmark = [pytest.mark.anyio, pytest.mark.node]
+
+MODES = ["legacy", "2026-07-28"]
+WAIT_S = 60.0
+ELICIT = "await call_tool('everything.trigger-elicitation-request', {})"
+SAMPLE = "await call_tool('everything.trigger-sampling-request', {'prompt': 'the answer?'})"
+CAUGHT = "try:\n    {call}\nexcept ToolError as exc:\n    caught = [exc.error_type, exc.message]\ncaught"
+
+
+def server_everything_missing() -> str | None:
+    if shutil.which("node") is None:
+        return "Node.js is not on PATH"
+    if shutil.which("mcp-server-everything") is None:
+        return "run `npm install -g @modelcontextprotocol/server-everything` (tests never download packages)"
+    return None
+
+
+def everything_server() -> dict[str, Any]:
+    """server-everything over stdio, started by node from its global install."""
+    entry = os.path.realpath(shutil.which("mcp-server-everything") or "mcp-server-everything")
+    return {"command": "node", "args": [entry, "stdio"], "env": {"npm_config_offline": "true"}}
+
+
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+async def app() -> AsyncIterator[App]:
+    missing = server_everything_missing()
+    if missing:
+        pytest.skip(missing)
+    with anyio.fail_after(WAIT_S):
+        async with open_app(test_config({"everything": everything_server()}), allow_unisolated=True) as running:
+            assert running.pool.failures == {}
+            yield running
+
+
+class Person:
+    """The client side: answers elicitation like a person and sampling like a model, and remembers what it saw."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+        self.prompts: list[str] = []
+
+    async def elicit(self, ctx: ClientRequestContext, params: types.ElicitRequestParams) -> types.ElicitResult:
+        self.asked.append(params.message)
+        return types.ElicitResult(action="accept", content={"name": "Ada Lovelace", "check": True})
+
+    async def sample(
+        self, ctx: ClientRequestContext, params: types.CreateMessageRequestParams
+    ) -> types.CreateMessageResult:
+        content = params.messages[0].content
+        self.prompts.append(content.text if isinstance(content, types.TextContent) else "")
+        text = types.TextContent(type="text", text="forty-two")
+        return types.CreateMessageResult(role="assistant", content=text, model="callback-model")
+
+    def options(self) -> dict[str, Any]:
+        return {"elicitation_callback": self.elicit, "sampling_callback": self.sample}
+
+
+def _flatten(value: Any) -> str:
+    return "\n".join(_flatten(item) for item in value) if isinstance(value, list) else str(value)
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_server_everythings_elicitation_tool_returns_what_the_client_answered(app: App, mode: str) -> None:
+    person = Person()
+    async with Client(build_server(app), mode=mode, **person.options()) as client:
+        result = await execute(client, ELICIT)
+    assert not result.is_error, result
+    text = _flatten(structured(result)["result"])
+    assert "Name: Ada Lovelace" in text and '"action": "accept"' in text
+    assert person.asked == ["Please provide inputs for the following fields:"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_server_everythings_sampling_tool_returns_what_the_clients_model_wrote(app: App, mode: str) -> None:
+    person = Person()
+    async with Client(build_server(app), mode=mode, **person.options()) as client:
+        result = await execute(client, SAMPLE)
+    assert not result.is_error, result
+    text = _flatten(structured(result)["result"])
+    assert "forty-two" in text and "callback-model" in text
+    assert person.prompts == ["Resource trigger-sampling-request context: the answer?"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("call", [ELICIT, SAMPLE], ids=["elicitation", "sampling"])
+async def test_a_client_without_the_capability_makes_the_nested_call_raise_tool_error(
+    app: App, mode: str, call: str
+) -> None:
+    async with Client(build_server(app), mode=mode) as client:
+        with anyio.fail_after(WAIT_S):  # the question fails at once, not after a timeout
+            result = await execute(client, CAUGHT.format(call=call))
+    assert not result.is_error, result
+    error_type, message = structured(result)["result"]
+    assert error_type == "tool_error"
+    assert "does not support" in message
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_one_run_asks_several_questions_in_parallel_and_gets_every_answer(app: App, mode: str) -> None:
+    person = Person()
+    code = f"results = await asyncio.gather({ELICIT.removeprefix('await ')}, {SAMPLE.removeprefix('await ')})\nresults"
+    async with Client(build_server(app), mode=mode, **person.options()) as client:
+        result = await execute(client, code)
+    assert not result.is_error, result
+    text = _flatten(structured(result)["result"])
+    assert "Ada Lovelace" in text and "forty-two" in text
+
+
+async def test_a_question_nobody_answers_fails_after_input_timeout_s_and_the_run_goes_on(open_test_app: Any) -> None:
+    missing = server_everything_missing()
+    if missing:
+        pytest.skip(missing)
+    never = anyio.Event()
+
+    async def silent(ctx: ClientRequestContext, params: types.ElicitRequestParams) -> types.ElicitResult:
+        await never.wait()
+        raise AssertionError("unreachable")
+
+    async with (
+        open_test_app({"everything": everything_server()}, limits={"input_timeout_s": 1}) as running,
+        Client(build_server(running), mode="legacy", elicitation_callback=silent) as client,
+    ):
+        result = await execute(client, CAUGHT.format(call=ELICIT) + "\nafter = 'still running'\n[caught, after]")
+    assert not result.is_error, result
+    (error_type, message), after = structured(result)["result"]
+    assert error_type == "tool_error" and "within 1 s" in message
+    assert after == "still running"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", MODES)
+async def test_over_streamable_http_the_answers_reach_the_program(mode: str) -> None:
+    missing = server_everything_missing()
+    if missing:
+        pytest.skip(missing)
+    person = Person()
+    async with (
+        serve_subprocess("http", mcpServers={"everything": everything_server()}) as served,
+        Client(served.url, mode=mode, **person.options()) as client,
+    ):
+        result = await execute(client, f"[{ELICIT}, {SAMPLE}]")
+    assert not result.is_error, result
+    text = _flatten(structured(result)["result"])
+    assert "Ada Lovelace" in text and "forty-two" in text
