@@ -52,7 +52,9 @@ async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.Call
         response = (params.input_responses or {}).get("q")
         if not isinstance(response, types.ElicitResult):
             await _gather(int(args["together"]))
-            request = types.ElicitRequest(params=types.ElicitRequestFormParams(message=message, requested_schema=SCHEMA))
+            request = types.ElicitRequest(
+                params=types.ElicitRequestFormParams(message=message, requested_schema=SCHEMA)
+            )
             return types.InputRequiredResult(input_requests={"q": request})
         answer = response
     else:

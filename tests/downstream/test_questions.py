@@ -9,7 +9,6 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import anyio
 import mcp_types as types
@@ -99,4 +98,3 @@ async def test_a_question_during_a_call_of_no_run_gets_an_error_answer() -> None
         async with DownstreamServer("asking", ASKING_SERVER, mode="legacy") as server:
             result = await server.call_tool("ask", {"tag": "x", "together": 1})
     assert result.is_error
-
