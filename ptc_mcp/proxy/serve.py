@@ -35,12 +35,18 @@ async def open_proxy(
 ) -> AsyncIterator[tuple[Proxy, Starlette]]:
     """A running proxy and its app. Programs can also call the config's MCP servers (``server.tool``)."""
     from ptc_mcp.app import open_app
+    from ptc_mcp.approvals import Decision
 
     async with open_app(config, backend=backend, allow_unisolated=allow_unisolated) as app:
         bridge = app.bridge
 
+        def audit_decision(tool: str, decision: Decision, why: str | None) -> None:
+            app.executor.audit.approval(session="", run_id="proxy", tool=tool, decision=decision, reason=why)
+
         def server_tools() -> tuple[ToolCallHandler, dict[str, Any], str]:
-            tools = bridge.for_run(config.limits.max_tool_calls)
+            # The Messages API has no way to ask the user mid-program: calls that need approval are denied, and
+            # downstream servers' elicitation and sampling requests get an error answer (docs/proxy.md).
+            tools = bridge.for_run(config.limits.max_tool_calls, on_decision=audit_decision)
             return tools, tools.snapshot.runtime_catalog, tools.snapshot.version
 
         has_servers = bool(bridge.snapshot.tools)

@@ -67,6 +67,7 @@ async def open_rig(
     api_key: str = "test",
     instance: str = "",
     servers: dict[str, Any] | None = None,
+    tools: dict[str, Any] | None = None,
 ) -> AsyncIterator[Rig]:
     emulator = BedrockEmulator(_FunctionModel(model))
     async with run_emulator(emulator) as endpoint_url:
@@ -77,7 +78,7 @@ async def open_rig(
             aws_access_key_id="test",
             aws_secret_access_key="test",
         )
-        config = test_config(servers or {}, limits=limits or {}, sandbox={"allow_unisolated": True})
+        config = test_config(servers or {}, limits=limits or {}, sandbox={"allow_unisolated": True}, tools=tools or {})
         async with (
             open_proxy(
                 config,

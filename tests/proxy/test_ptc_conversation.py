@@ -330,3 +330,22 @@ print(len(members) > 0, row["revenue"])
             assert final["content"][0]["content"]["stdout"] == "True 120\n"
         description = rig.emulator.requests[0].body["toolConfig"]["tools"][0]["toolSpec"]["description"]
         assert "get_team_members" in description
+
+
+async def test_mcp_server_tools_that_need_approval_are_denied_in_the_proxy_which_cannot_ask() -> None:
+    from tests.conftest import EXPENSES_STDIO
+
+    code = """
+try:
+    await expenses.get_team_members(department="engineering")
+except ToolError as exc:
+    print(exc.error_type)
+"""
+    version = "code_execution_20260120"
+    approve = {"approve": ["expenses.get_team_members"]}
+    async with open_rig(code_then_answer(code), servers={"expenses": EXPENSES_STDIO}, tools=approve) as rig:
+        with anyio.fail_after(60):
+            messages: list[dict[str, Any]] = [{"role": "user", "content": "Team?"}]
+            final = await create(rig, version, messages=messages, tools=ptc_tools(version))
+            results = [b for b in final["content"] if b["type"] == "code_execution_tool_result"]
+            assert results[0]["content"]["stdout"] == "tool_denied\n"
