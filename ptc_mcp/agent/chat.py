@@ -2,6 +2,7 @@
 
 The answer goes to stdout; tool activity, per-turn token usage and a spinner (only when stderr is a
 terminal) go to stderr. Type ``/usage`` for the conversation's totals, ``/quit`` (or end of input) to leave.
+Approvals and downstream servers' forms are asked in the terminal (``ptc_mcp.agent.questions``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from ptc_mcp.agent.loop import (
     ToolStarted,
     Usage,
 )
+from ptc_mcp.agent.questions import TerminalQuestions
 from ptc_mcp.agent.toolsets import Mode, open_toolset
 
 __all__ = ["Activity", "run_chat"]
@@ -117,9 +119,19 @@ async def _read_line(prompt: str, interactive: bool) -> str | None:
 async def chat(model: BedrockConverse, mode: Mode, config_path: str, system: str, out: TextIO = sys.stdout) -> int:
     activity = Activity(sys.stderr)
     interactive = sys.stdin.isatty()
+
+    async def ask(prompt: str) -> str | None:
+        label, activity.label = activity.label, ""  # no spinner over the question
+        activity.say("")
+        try:
+            return await _read_line(prompt, True)
+        finally:
+            activity.label = label
+
+    questions = TerminalQuestions(ask, sys.stderr)
     with tempfile.TemporaryFile("w+", prefix="ptc-mcp-chat-") as server_log:
         try:
-            async with open_toolset(mode, config_path, errlog=server_log) as tools:
+            async with open_toolset(mode, config_path, errlog=server_log, elicitation=questions) as tools:
                 agent = Agent(model, tools, system=system, on_event=activity.on_event)
                 names = [spec["toolSpec"]["name"] for spec in tools.specs()]
                 activity.say(f"ptc-mcp chat · {model.model_id} · mode {mode} · tools: {', '.join(names)}")

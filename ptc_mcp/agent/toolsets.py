@@ -20,6 +20,7 @@ from typing import Any, Literal, Protocol, TextIO
 
 import mcp_types as types
 from mcp import Client, StdioServerParameters
+from mcp.client.session import ElicitationFnT
 from mcp.client.stdio import stdio_client
 
 from ptc_mcp.config import load_config
@@ -159,10 +160,14 @@ def serve_command(config_path: str) -> StdioServerParameters:
 
 
 @asynccontextmanager
-async def open_toolset(mode: Mode, config_path: str, *, errlog: TextIO | None = None) -> AsyncIterator[ToolSet]:
+async def open_toolset(
+    mode: Mode, config_path: str, *, errlog: TextIO | None = None, elicitation: ElicitationFnT | None = None
+) -> AsyncIterator[ToolSet]:
     """Connect the tools of ``mode`` for the config at ``config_path``.
 
     ``errlog`` receives the stderr of ``ptc-mcp serve`` (its audit lines and logs); default: our stderr.
+    ``elicitation`` answers what ptc-mcp asks the user in ``ptc`` mode (approvals, downstream servers' forms); without
+    it those questions fail (approvals are denied). ``traditional`` mode calls the servers directly: no approvals.
     """
     if mode == "traditional":
         async with DownstreamPool.from_config(load_config(config_path)) as pool:
@@ -171,7 +176,8 @@ async def open_toolset(mode: Mode, config_path: str, *, errlog: TextIO | None = 
                 raise RuntimeError(f"downstream servers failed to start: {failed}")
             yield TraditionalTools(pool)
     elif mode == "ptc":
-        async with Client(stdio_client(serve_command(config_path), errlog=errlog or sys.stderr)) as client:
+        transport = stdio_client(serve_command(config_path), errlog=errlog or sys.stderr)
+        async with Client(transport, elicitation_callback=elicitation) as client:
             listed = await client.list_tools()
             yield PtcTools(client, listed.tools)
     else:

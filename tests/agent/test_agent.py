@@ -16,7 +16,7 @@ import pytest
 from ptc_mcp import cli
 from ptc_mcp.agent.converse import BedrockConverse, parse_model_spec
 from ptc_mcp.agent.loop import Agent, ToolStarted
-from ptc_mcp.agent.scripted import TrajectoryModel
+from ptc_mcp.agent.scripted import Answer, Step, TrajectoryModel, Transcript, call, calls
 from ptc_mcp.agent.toolsets import converse_tool_name, open_toolset
 from ptc_mcp.bench.tasks import Task, load_tasks
 from ptc_mcp.bench.tasks.expenses import TASKS
@@ -180,6 +180,54 @@ async def test_chat_runs_a_turn_against_the_emulator(config_path: str, mode: str
     assert "[turn:" in stderr and "tokens" in stderr
     tool = "execute_program" if mode == "ptc" else converse_tool_name("expenses", "get_expenses")
     assert f"→ {tool}" in stderr
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("reply", "answered"), [("a", True), ("n", False)], ids=["always-in-this-run", "no"])
+async def test_chat_asks_the_person_in_the_terminal_before_calls_that_need_approval(
+    tmp_path: Path, reply: str, answered: bool
+) -> None:
+    def declined_policy(t: Transcript) -> Step:
+        if t.round == 0:
+            code = "try:\n    await expenses.get_custom_budget(user_id='E7')\n"
+            code += "except ToolError as e:\n    print(e.error_type)"
+            return calls(call("execute_program", code=code))
+        return Answer(t.last[0].text)
+
+    config = tmp_path / "config.json"
+    document = {
+        "mcpServers": {"expenses": EXPENSES_STDIO},
+        "sandbox": {"kind": "process", "allow_unisolated": True},
+        "tools": {"approve": ["expenses.get_custom_budget"]},
+        "audit": {"file": str(tmp_path / "audit.jsonl")},
+    }
+    config.write_text(json.dumps(document), encoding="utf-8")
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    env.pop("AWS_PROFILE", None)
+    with anyio.fail_after(90):
+        policy = AUDIT.policy("ptc") if answered else declined_policy
+        async with run_emulator(TrajectoryModel(policy)) as url:
+            command = [sys.executable, "-m", "ptc_mcp", "chat", "--model", "bedrock:scripted"]
+            command += ["--config", str(config), "--mode", "ptc", "--endpoint-url", url]
+            stdin = f"{AUDIT_TASK}\n{reply}\n".encode()
+            done = await anyio.run_process(command, input=stdin, env=env, check=False)
+    stdout, stderr = done.stdout.decode(), done.stderr.decode()
+    assert done.returncode == 0, stderr
+    assert stderr.count("needs your approval") == 1, stderr  # asked once, for every budget of the run
+    assert "Tool: get_custom_budget" in stderr
+    lines = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    decisions = {line["decision"] for line in lines if line["event"] == "approval"}
+    if answered:
+        assert AUDIT.check(stdout), stdout
+        assert decisions == {"approved_for_run", "approved_earlier"}
+    else:
+        assert decisions == {"declined"}
+        assert "tool_denied" in stdout
 
 
 def test_chat_refuses_a_model_that_is_not_on_bedrock(config_path: str) -> None:
