@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -30,13 +31,15 @@ from anyio.abc import TaskGroup
 
 from ptc_mcp.bridge import CallRecord
 from ptc_mcp.interaction import SamplingAnswer
-from ptc_mcp.results import RunResult
+from ptc_mcp.results import RunResult, error_result
 from ptc_mcp.sandboxes.base import StreamName
 
 if TYPE_CHECKING:
     from ptc_mcp.executor import RunEvents
 
 __all__ = ["InputExchange", "InputExchanges", "arguments_digest"]
+
+logger = logging.getLogger(__name__)
 
 
 class _Unanswered(Exception):
@@ -195,6 +198,11 @@ class InputExchanges:
 
     async def _drive(self, exchange: InputExchange, run: RunProgram) -> None:
         with exchange.scope:
-            exchange.finished(await run(exchange))
+            try:
+                result = await run(exchange)
+            except Exception:  # a host bug: the waiting request must still get an answer
+                logger.exception("a run of an input exchange failed")
+                result = error_result("sandbox_failure", "the run failed on the host; see the server's log")
+            exchange.finished(result)
             await anyio.sleep(self.keep_s)  # a result nobody collects is dropped after this
         self._open.pop(exchange.state, None)

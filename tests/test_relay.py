@@ -173,3 +173,32 @@ async def test_over_streamable_http_the_answers_reach_the_program(mode: str) -> 
     assert not result.is_error, result
     text = _flatten(structured(result)["result"])
     assert "Ada Lovelace" in text and "forty-two" in text
+
+
+async def test_a_2026_client_driving_the_exchange_by_hand_sees_input_required_then_the_result(app: App) -> None:
+    code = f"{ELICIT}\n"
+    async with Client(build_server(app), mode="2026-07-28", elicitation_callback=Person().elicit) as client:
+        session = client.session
+        with anyio.fail_after(WAIT_S):
+            first = await session.call_tool("execute_program", {"code": code}, allow_input_required=True)
+            assert isinstance(first, types.InputRequiredResult)
+            assert first.request_state is not None and first.input_requests is not None
+            [(key, question)] = first.input_requests.items()
+            assert isinstance(question, types.ElicitRequest)
+            answer = {key: types.ElicitResult(action="accept", content={"name": "Grace Hopper"})}
+
+            async def retry(arguments: dict[str, Any], state: str) -> Any:
+                return await session.call_tool(
+                    "execute_program", arguments, input_responses=answer, request_state=state, allow_input_required=True
+                )
+
+            forged = await retry({"code": code}, "ptcx_" + "A" * 43)
+            other_code = await retry({"code": code + "1\n"}, first.request_state)
+            done = await retry({"code": code}, first.request_state)
+            again = await retry({"code": code}, first.request_state)
+    for refused in (forged, other_code, again):  # unknown, bound to other arguments, already collected
+        assert isinstance(refused, types.CallToolResult) and refused.is_error
+        assert structured(refused)["error"]["type"] == "invalid_input"
+    assert isinstance(done, types.CallToolResult) and not done.is_error, done
+    assert "Grace Hopper" in _flatten(structured(done)["result"])
+    assert len(app.exchanges) == 0
