@@ -17,7 +17,8 @@ kills the session's interpreter and everything it started; the session continues
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import anyio
 import mcp_types as types
@@ -38,9 +39,10 @@ from ptc_mcp.input_exchange import InputExchange, arguments_digest
 from ptc_mcp.interaction import SamplingAnswer
 from ptc_mcp.progress import LOGGER_NAME, RunReporter
 from ptc_mcp.remote.auth import caller_identity
-from ptc_mcp.results import error_result, output_schema
+from ptc_mcp.results import RunResult, error_result, output_schema
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 TOOL_NAME = "execute_program"
 SESSION_STATE_KEY = "ptc_mcp.session"
@@ -156,6 +158,21 @@ class _Server(Server[Any]):
         )
 
 
+async def reported(
+    ctx: ServerRequestContext[Any, Any], max_log_bytes: int, work: Callable[[RunReporter | None], Awaitable[_T]]
+) -> _T:
+    """``work(reporter)`` with this request's reporter (see ``run_reporter``) pumping meanwhile and flushed after."""
+    reporter = run_reporter(ctx, max_log_bytes)
+    if reporter is None:
+        return await work(None)
+    async with anyio.create_task_group() as pump:
+        pump.start_soon(reporter.pump)
+        value = await work(reporter)
+        pump.cancel_scope.cancel()
+    await reporter.flush()
+    return value
+
+
 def client_can(ctx: ServerRequestContext[Any, Any]) -> tuple[bool, bool]:
     """Whether the client of this request declared elicitation and sampling."""
     session = ctx.session
@@ -202,16 +219,13 @@ def build_server(app: App) -> Server[Any]:
         exchange: InputExchange, ctx: ServerRequestContext[Any, Any]
     ) -> types.CallToolResult | types.InputRequiredResult:
         """Wait for the exchange's next questions or its result, reporting progress meanwhile."""
-        reporter = run_reporter(ctx, app.config.limits.max_output_bytes)
-        exchange.watcher = reporter
+
+        def watch(reporter: RunReporter | None) -> Awaitable[RunResult | types.InputRequiredResult]:
+            exchange.watcher = reporter
+            return exchange.next()
+
         try:
-            async with anyio.create_task_group() as pump:
-                if reporter is not None:
-                    pump.start_soon(reporter.pump)
-                outcome = await exchange.next()
-                pump.cancel_scope.cancel()
-            if reporter is not None:
-                await reporter.flush()
+            outcome = await reported(ctx, app.config.limits.max_output_bytes, watch)
         except anyio.get_cancelled_exc_class():
             app.exchanges.close(exchange)  # the client went away: the run is cancelled
             raise
@@ -276,16 +290,12 @@ def build_server(app: App) -> Server[Any]:
                 app.exchanges.start(exchange, lambda ex: app.executor.execute(request, events=ex, channel=ex))
                 return await follow(exchange, ctx)
         channel = None if modern else RequestChannel(ctx)
-        reporter = run_reporter(ctx, app.config.limits.max_output_bytes)
         try:
-            if reporter is None:
-                result = await app.executor.execute(request, channel=channel)
-            else:
-                async with anyio.create_task_group() as pump:
-                    pump.start_soon(reporter.pump)
-                    result = await app.executor.execute(request, events=reporter, channel=channel)
-                    pump.cancel_scope.cancel()
-                await reporter.flush()
+            result = await reported(
+                ctx,
+                app.config.limits.max_output_bytes,
+                lambda reporter: app.executor.execute(request, events=reporter, channel=channel),
+            )
         except Exception as exc:  # a host bug answering this program: a typed result, never a protocol error
             log.exception("execute_program failed on the host")
             return error_result("sandbox_failure", f"the host failed while running it: {exc!r}").to_call_tool_result()
