@@ -254,6 +254,7 @@ class Executor:
                 )
             finished = True
         finally:
+            interaction.close()  # questions of this run still waiting for the client are withdrawn
             if not finished or error is not None or _exhausted(report):
                 with anyio.CancelScope(shield=True):
                     await session.discard_sandbox()

@@ -21,9 +21,9 @@ counting meanwhile. A client without the capability makes the question fail at o
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
 import anyio
@@ -61,43 +61,60 @@ def refusal(message: str) -> types.ErrorData:
     return types.ErrorData(code=types.INVALID_REQUEST, message=f"ptc-mcp: {message}")
 
 
-@dataclass
+@dataclass(eq=False)
 class RunInteraction:
-    """One run's route to its client; ``channel`` is ``None`` for faces that have no client to ask."""
+    """One run's route to its client; ``channel`` is ``None`` for faces that have no client to ask.
+
+    ``close()`` (the executor calls it when the run ends) withdraws the questions still waiting: a question lives
+    no longer than its run, even when the downstream server keeps waiting for an answer.
+    """
 
     channel: ClientChannel | None
     timeout_s: float
     session: str = ""
     run_id: str = ""
+    closed: bool = False
+    _waiting: set[anyio.CancelScope] = field(default_factory=set)
 
     @property
     def peer(self) -> object:
         return self.channel.peer if self.channel is not None else self
 
-    @property
-    def can_elicit(self) -> bool:
-        return self.channel is not None and self.channel.can_elicit
-
     async def elicit(self, params: types.ElicitRequestParams) -> types.ElicitResult | types.ErrorData:
         """Ask the person; an error answer when the client cannot, fails, or takes longer than ``timeout_s``."""
-        if self.channel is None or not self.channel.can_elicit:
+        channel = self.channel
+        if channel is None or not channel.can_elicit:
             return refusal("the client of this run does not support elicitation")
-        return await self._bounded(self.channel.elicit(params), "elicitation")
+        return await self._bounded(lambda: channel.elicit(params), "elicitation")
 
     async def sample(self, params: types.CreateMessageRequestParams) -> SamplingAnswer | types.ErrorData:
         """Ask the client's model; an error answer when the client cannot, fails, or is too slow."""
-        if self.channel is None or not self.channel.can_sample:
+        channel = self.channel
+        if channel is None or not channel.can_sample:
             return refusal("the client of this run does not support sampling")
-        return await self._bounded(self.channel.sample(params), "sampling")
+        return await self._bounded(lambda: channel.sample(params), "sampling")
 
-    async def _bounded(self, answer: Awaitable[_T], what: str) -> _T | types.ErrorData:
+    def close(self) -> None:
+        """The run ended: withdraw its waiting questions, refuse new ones."""
+        self.closed = True
+        for scope in self._waiting:
+            scope.cancel()
+
+    async def _bounded(self, ask: Callable[[], Awaitable[_T]], what: str) -> _T | types.ErrorData:
+        if self.closed:
+            return refusal(f"the run that made this call has ended; the {what} request is not asked")
+        scope = anyio.CancelScope(deadline=anyio.current_time() + self.timeout_s)
+        self._waiting.add(scope)
         try:
-            with anyio.fail_after(self.timeout_s):
-                return await answer
-        except TimeoutError:
-            return refusal(f"no answer to the {what} request within {self.timeout_s:g} s")
+            with scope:
+                return await ask()
         except Exception as exc:  # the client answered with an error, or went away
             return refusal(f"the client did not answer the {what} request: {safe_text(str(exc))[:200]}")
+        finally:
+            self._waiting.discard(scope)
+        if self.closed:
+            return refusal(f"the run that made this call ended before the {what} request was answered")
+        return refusal(f"no answer to the {what} request within {self.timeout_s:g} s")
 
 
 CURRENT_INTERACTION: ContextVar[RunInteraction | None] = ContextVar("ptc_mcp_interaction", default=None)

@@ -202,3 +202,37 @@ async def test_a_2026_client_driving_the_exchange_by_hand_sees_input_required_th
     assert isinstance(done, types.CallToolResult) and not done.is_error, done
     assert "Grace Hopper" in _flatten(structured(done)["result"])
     assert len(app.exchanges) == 0
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_the_runs_time_limit_keeps_counting_while_it_waits_and_ending_withdraws_the_question(
+    open_test_app: Any, mode: str
+) -> None:
+    """Handshake era: the pending server→client request is cancelled when the run ends. 2026-07-28: the question
+    already went out with the finished request, so the client answers late, and its retry gets the run's end."""
+    missing = server_everything_missing()
+    if missing:
+        pytest.skip(missing)
+    withdrawn, run_ended = anyio.Event(), anyio.Event()
+
+    async def late(ctx: ClientRequestContext, params: types.ElicitRequestParams) -> types.ElicitResult:
+        try:
+            await (anyio.sleep_forever() if mode == "legacy" else run_ended.wait())
+        except anyio.get_cancelled_exc_class():
+            withdrawn.set()
+            raise
+        return types.ElicitResult(action="accept", content={"name": "too late"})
+
+    async with (
+        open_test_app({"everything": everything_server()}, limits={"timeout_s": 3, "input_timeout_s": 300}) as running,
+        Client(build_server(running), mode=mode, elicitation_callback=late) as client,
+    ):
+        running.executor.audit.observe(lambda line: run_ended.set() if line["event"] == "run" else None)
+        started = anyio.current_time()
+        result = await execute(client, ELICIT)
+        assert result.is_error and structured(result)["error"]["type"] == "timeout"
+        assert anyio.current_time() - started < WAIT_S
+        if mode == "legacy":
+            with anyio.fail_after(WAIT_S):
+                await withdrawn.wait()
+        assert len(running.exchanges) == 0
