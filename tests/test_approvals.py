@@ -114,7 +114,7 @@ async def test_an_accepted_approval_lets_the_call_run(
     session = structured(result)["session"]
     for fact in ("Server: memory", "Tool: create_entities", f'"name": "{name}"', f"Session: {session[:12]}"):
         assert fact in question.message
-    if mode == "legacy":  # the 2026-07-28 client SDK does not hand an input request's _meta to the callback
+    if mode == "legacy":  # the SDK's 2026-07-28 wire shape of an input request drops _meta
         assert question.meta is not None and question.meta[APPROVAL_META_KEY]["tool"] == "create_entities"
     assert decisions(audit) == [("memory.create_entities", "approved")]
     assert [line["outcome"] for line in audit if line["event"] == "call"] == ["ok"]
