@@ -236,3 +236,20 @@ async def test_the_runs_time_limit_keeps_counting_while_it_waits_and_ending_with
             with anyio.fail_after(WAIT_S):
                 await withdrawn.wait()
         assert len(running.exchanges) == 0
+
+
+async def test_a_2026_client_gets_progress_from_every_request_of_the_exchange(app: App) -> None:
+    person = Person()
+    messages: list[str] = []
+
+    async def progress(value: float, total: float | None, message: str | None) -> None:
+        messages.append(message or "")
+
+    code = f"print('before', flush=True)\nanswer = {ELICIT}\nprint('after')\n'done'"
+    async with Client(build_server(app), mode="2026-07-28", **person.options()) as client:
+        with anyio.fail_after(WAIT_S):
+            result = await client.call_tool("execute_program", {"code": code}, progress_callback=progress)
+    assert not result.is_error, result
+    assert structured(result)["result"] == "done"
+    assert structured(result)["stdout"] == "before\nafter\n"
+    assert any("everything.trigger-elicitation-request ok" in message for message in messages), messages
