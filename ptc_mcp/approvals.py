@@ -6,7 +6,8 @@
 through elicitation: the server, the tool, the arguments (capped) and the run's session. Accept → the call runs;
 decline, cancel, no answer within ``limits.input_timeout_s``, or a client without elicitation → ``ToolError``
 with ``error_type == "tool_denied"``, and nothing is sent downstream. The form has one checkbox that allows the
-same tool for the rest of the run. Every decision is reported through ``on_decision`` (the audit trail).
+same tool for the rest of the run; a decline holds for the rest of the run too (the same tool is refused without
+asking again). Every decision is reported through ``on_decision`` (the audit trail).
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ REMEMBER_FIELD = "allow_for_rest_of_run"
 APPROVAL_META_KEY = "dev.ptc-mcp/approval"
 """``_meta`` key of the question: the same facts as the message, as data, for clients that render their own UI."""
 
-Decision = Literal["approved", "approved_for_run", "approved_earlier", "declined", "cancelled", "unanswered"]
+Decision = Literal[
+    "approved", "approved_for_run", "approved_earlier", "declined", "declined_earlier", "cancelled", "unanswered"
+]
 DecisionCallback = Callable[[str, Decision, str | None], None]
 """Called with the tool (``server.tool``), the decision and, for ``unanswered``, why."""
 
@@ -77,6 +80,9 @@ class RunApprovals:
     interaction: RunInteraction
     on_decision: DecisionCallback | None = None
     approved: set[str] = field(default_factory=set)
+    declined: set[str] = field(default_factory=set)
+    """Tools the person declined in this run: not asked about again (a program looping over a refused call must
+    not flood the person with the same question)."""
     _lock: anyio.Lock = field(default_factory=anyio.Lock)
 
     async def check(self, tool: DownstreamTool, arguments: dict[str, Any]) -> None:
@@ -91,7 +97,12 @@ class RunApprovals:
             if name in self.approved:
                 self._decided(name, "approved_earlier")
                 return
+            if name in self.declined:
+                self._decided(name, "declined_earlier")
+                raise ToolCallError("tool_denied", f"the user declined calls to {name} earlier in this run")
             answer = await self.interaction.elicit(self._question(tool, arguments, reason))
+            if isinstance(answer, types.ElicitResult) and answer.action == "decline":
+                self.declined.add(name)
         if isinstance(answer, types.ErrorData):
             self._decided(name, "unanswered", answer.message)
             raise ToolCallError("tool_denied", f"{name} needs approval and none was given: {answer.message}")

@@ -127,15 +127,18 @@ async def test_a_declined_approval_raises_tool_denied_and_sends_nothing_downstre
 ) -> None:
     name = f"{decision}-{mode}"
     approver = Approver(action)
+    code = caught(create(name)) + "\nfirst = caught\n" + caught(create(name + "-again")) + "\n[first, caught]"
     async with Client(build_server(app), mode=mode, elicitation_callback=approver) as client:
-        result = await execute(client, caught(create(name)))
+        result = await execute(client, code)
     assert not result.is_error, result
-    assert structured(result)["result"] == "tool_denied"
+    assert structured(result)["result"] == ["tool_denied", "tool_denied"]
     assert structured(result)["tool_calls"] == 0
-    assert name not in entities(memory_file)
-    assert len(approver.questions) == 1
-    assert decisions(audit) == [("memory.create_entities", decision)]
-    assert [line["outcome"] for line in audit if line["event"] == "call"] == ["tool_denied"]
+    assert not {name, name + "-again"} & entities(memory_file)
+    # A decline holds for the rest of the run (a looping program cannot flood the person); a cancel asks again.
+    again = "declined_earlier" if action == "decline" else decision
+    assert len(approver.questions) == (1 if action == "decline" else 2)
+    assert decisions(audit) == [("memory.create_entities", decision), ("memory.create_entities", again)]
+    assert [line["outcome"] for line in audit if line["event"] == "call"] == ["tool_denied", "tool_denied"]
 
 
 @pytest.mark.parametrize("mode", MODES)
