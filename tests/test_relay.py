@@ -253,3 +253,40 @@ async def test_a_2026_client_gets_progress_from_every_request_of_the_exchange(ap
     assert structured(result)["result"] == "done"
     assert structured(result)["stdout"] == "before\nafter\n"
     assert any("everything.trigger-elicitation-request ok" in message for message in messages), messages
+
+
+async def test_a_question_while_two_clients_call_the_same_handshake_era_server_reaches_neither_other_client(
+    app: App,
+) -> None:
+    """server-everything speaks the handshake-era protocol, so its question names no call: while client A's call
+    waits for A's answer, a question that comes with B's call in flight too is refused, never shown to A."""
+    a_asked, b_done = anyio.Event(), anyio.Event()
+    a_questions: list[str] = []
+
+    async def a_answers(ctx: ClientRequestContext, params: types.ElicitRequestParams) -> types.ElicitResult:
+        a_questions.append(params.message)
+        a_asked.set()
+        await b_done.wait()
+        return types.ElicitResult(action="accept", content={"name": "Ada Lovelace", "check": True})
+
+    b_person = Person()
+    results: dict[str, types.CallToolResult] = {}
+    async with (
+        Client(build_server(app), mode="legacy", elicitation_callback=a_answers) as client_a,
+        Client(build_server(app), mode="legacy", **b_person.options()) as client_b,
+        anyio.create_task_group() as tg,
+    ):
+
+        async def run_a() -> None:
+            results["a"] = await execute(client_a, ELICIT)
+
+        tg.start_soon(run_a)
+        with anyio.fail_after(WAIT_S):
+            await a_asked.wait()
+        results["b"] = await execute(client_b, CAUGHT.format(call=ELICIT))
+        b_done.set()
+    assert not results["a"].is_error, results["a"]
+    assert "Ada Lovelace" in _flatten(structured(results["a"])["result"])
+    error_type, message = structured(results["b"])["result"]
+    assert error_type == "tool_error" and "ambiguous_question" in message
+    assert len(a_questions) == 1 and b_person.asked == []
