@@ -1,7 +1,7 @@
 """Whom a downstream server's question goes to, on one connection shared by the runs of several clients.
 
 A real stdio server (``asking_server.py``) asks during a call; the runs' channels are small recording
-``ClientChannel``s (the real MCP clients behind them are covered by ``tests/test_relay.py`` and ``tests/test_approvals.py``).
+``ClientChannel``s (real MCP clients behind them: ``tests/test_relay.py``, ``tests/test_approvals.py``).
 """
 
 from __future__ import annotations
