@@ -33,11 +33,16 @@ from ptc_mcp.output import safe_text
 
 __all__ = [
     "CURRENT_INTERACTION",
+    "MAX_WAITING_QUESTIONS",
     "ClientChannel",
     "RunInteraction",
     "SamplingAnswer",
     "refusal",
 ]
+
+MAX_WAITING_QUESTIONS = 8
+"""Questions of one run that may wait for the client at once; more are refused at once (a server that asks in a
+loop cannot pile up dialogs, or an unbounded ``InputRequiredResult``)."""
 
 SamplingAnswer = types.CreateMessageResult | types.CreateMessageResultWithTools
 _T = TypeVar("_T")
@@ -103,6 +108,8 @@ class RunInteraction:
     async def _bounded(self, ask: Callable[[], Awaitable[_T]], what: str) -> _T | types.ErrorData:
         if self.closed:
             return refusal(f"the run that made this call has ended; the {what} request is not asked")
+        if len(self._waiting) >= MAX_WAITING_QUESTIONS:
+            return refusal(f"{MAX_WAITING_QUESTIONS} questions of this run already wait for an answer")
         scope = anyio.CancelScope(deadline=anyio.current_time() + self.timeout_s)
         self._waiting.add(scope)
         try:

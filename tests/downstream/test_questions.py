@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import anyio
 import mcp_types as types
@@ -16,7 +17,7 @@ import pytest
 
 from ptc_mcp.config import StdioServerConfig
 from ptc_mcp.downstream.connection import DownstreamServer
-from ptc_mcp.interaction import CURRENT_INTERACTION, RunInteraction, SamplingAnswer
+from ptc_mcp.interaction import CURRENT_INTERACTION, MAX_WAITING_QUESTIONS, RunInteraction, SamplingAnswer
 
 pytestmark = pytest.mark.anyio
 
@@ -98,3 +99,34 @@ async def test_a_question_during_a_call_of_no_run_gets_an_error_answer() -> None
         async with DownstreamServer("asking", ASKING_SERVER, mode="legacy") as server:
             result = await server.call_tool("ask", {"tag": "x", "together": 1})
     assert result.is_error
+
+
+async def test_a_run_holds_at_most_max_waiting_questions_and_refuses_more_at_once() -> None:
+    release = anyio.Event()
+
+    @dataclass(eq=False)
+    class SlowChannel(RecordingChannel):
+        async def elicit(self, params: types.ElicitRequestParams) -> types.ElicitResult:
+            self.asked.append(params.message)
+            await release.wait()
+            return types.ElicitResult(action="decline")
+
+    channel = SlowChannel("slow")
+    run = _run(channel)
+    question = types.ElicitRequestFormParams(message="q", requested_schema={"type": "object", "properties": {}})
+    answers: list[Any] = []
+
+    async def ask() -> None:
+        answers.append(await run.elicit(question))
+
+    with anyio.fail_after(WAIT_S):
+        async with anyio.create_task_group() as tg:
+            for _ in range(MAX_WAITING_QUESTIONS):
+                tg.start_soon(ask)
+            while len(channel.asked) < MAX_WAITING_QUESTIONS:
+                await anyio.sleep(0.01)
+            refused = await run.elicit(question)  # answered at once, without reaching the client
+            release.set()
+    assert isinstance(refused, types.ErrorData) and "already wait" in refused.message
+    assert len(channel.asked) == MAX_WAITING_QUESTIONS
+    assert all(isinstance(answer, types.ElicitResult) for answer in answers)
