@@ -179,6 +179,8 @@ class Executor:
                     raise
         except BusyError as exc:
             return error_result("busy", str(exc), session=request.session)
+        except SandboxFailure as exc:  # the shared session map: unreachable, or the run's lease was lost
+            return error_result("sandbox_failure", str(exc), session=request.session)
 
     async def _resolve_session(self, request: ExecuteRequest) -> Session | None:
         if request.session is None:

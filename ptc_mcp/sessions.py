@@ -177,3 +177,5 @@ class SessionStore:
     async def aclose(self) -> None:
         for handle in list(self._sessions):
             await (self._drop(handle) if self.sharing is not None else self.close(handle))
+        if self.sharing is not None:
+            await self.sharing.aclose()

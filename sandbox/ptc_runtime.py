@@ -793,6 +793,7 @@ class StepDriver(object):
         self.idle_entries = 0
         self.delivered_at = 0
         self.running = False
+        self.running_id = None
         self.last_seq = 0
         self.last_reply = "[]"
         self.host_thread = None
@@ -809,8 +810,8 @@ class StepDriver(object):
             kind = message.get("type")
             if kind == "call":
                 self.unanswered.add(message.get("call"))
-            elif kind == "done":
-                self.running = False
+            elif kind == "done" and message.get("id") == self.running_id:
+                self.running = False  # a cancelled earlier run's "done" must not end the current one
             elif kind == "output" and self.output_since is None:
                 self.output_since = _monotonic()
             self.outbox.append(message)
@@ -863,6 +864,7 @@ class StepDriver(object):
             with self.cond:
                 self.unanswered = set()
                 self.running = True
+                self.running_id = message.get("id")
             runtime.runs.put(message)
         elif kind == "result" and message.get("id") == runtime.run_id:
             with self.cond:

@@ -135,7 +135,9 @@ def prepare(app: App) -> ServingState:
     tracer = setup_tracing(remote.tracing)
     if tracer is not None:
         app.executor.audit.observe(tracer.observe)
-    sharing = session_sharing(remote.session_map, app.backend, app.config.limits.timeout_s)
+    sharing = session_sharing(
+        remote.session_map, app.backend, app.config.limits.timeout_s, idle_s=app.config.sandbox.session_idle_s
+    )
     if sharing is not None:
         app.executor.sessions.share(sharing)
     return state

@@ -80,17 +80,32 @@ class TracingConfig(_Strict):
 class SessionMapConfig(_Strict):
     """Where session handles are looked up, so any instance can resume a session (``agentcore`` backend)."""
 
-    kind: Literal["local", "sqlite"] = "local"
-    """``local``: this instance only (sticky routing for sessions); ``sqlite``: a file every instance shares."""
+    kind: Literal["local", "sqlite", "redis", "dynamodb"] = "local"
+    """``local``: this instance only (sticky routing for sessions); ``sqlite``: a file the processes of one host
+    share; ``redis`` or ``dynamodb``: a network store for a fleet."""
     path: str | None = None
-    """``sqlite``: the database file (a volume every instance mounts)."""
-    lease_s: float = Field(default=30.0, gt=0, le=3600)
-    """How long an instance holds a session it runs beyond ``limits.timeout_s`` (covers a crashed instance)."""
+    """``sqlite``: the database file (a local disk or a Docker volume that every process mounts)."""
+    url: str | None = Field(default=None, pattern=r"^(rediss?|unix)://")
+    """``redis``: ``redis://[user:password@]host:6379/0``; ``rediss://`` for TLS; AUTH through the URL."""
+    key_prefix: str = Field(default="ptc-mcp:", max_length=64)
+    """``redis``: the prefix of every key ptc-mcp writes (several deployments can share one Redis)."""
+    table: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{3,255}$")
+    """``dynamodb``: the table (``ptc-mcp session-map create-table`` or the Fargate template creates it)."""
+    region: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d+$")
+    """``dynamodb``: AWS region; default: boto3's (``AWS_REGION``)."""
+    endpoint_url: str | None = Field(default=None, pattern=r"^https?://")
+    """``dynamodb``: endpoint override (a VPC endpoint, or the local emulator ``ptc-mcp emulate dynamodb``)."""
+    max_attempts: int = Field(default=8, ge=1, le=20)
+    """``dynamodb``: attempts per request on throttling and transient errors (exponential backoff with jitter)."""
+    lease_s: float = Field(default=10.0, ge=1, le=600)
+    """How long a lease lasts unless renewed; a running program's instance renews it every third of that. A killed
+    instance's sessions can be continued by others this long after it died."""
 
     @model_validator(mode="after")
     def _complete(self) -> SessionMapConfig:
-        if self.kind == "sqlite" and not self.path:
-            raise ValueError("kind 'sqlite' needs remote.session_map.path")
+        needed = {"sqlite": ("path", self.path), "redis": ("url", self.url), "dynamodb": ("table", self.table)}
+        if self.kind in needed and not needed[self.kind][1]:
+            raise ValueError(f"kind {self.kind!r} needs remote.session_map.{needed[self.kind][0]}")
         return self
 
 

@@ -2,228 +2,68 @@
 
 With the ``agentcore`` backend the interpreter (and the program's variables) lives in AWS, not in the server
 process. What an instance needs to continue a session is the backend's ``session_state()`` (the AgentCore session
-id); this map keeps it, keyed by the session handle, so a request carrying a handle can land on any instance:
+id); the map keeps it, keyed by the session handle, so a request carrying a handle can land on any instance:
 
 1. ``lookup`` finds the session and its owner (a handle is bound to the caller's identity).
 2. ``acquire`` takes the session's *lease*: runs of one session are serialized across instances, as they are
-   within one. A lease ends on ``release`` or, if its instance died, when it runs out.
+   within one. The lease is short (``remote.session_map.lease_s``) and renewed while the run is alive, so a killed
+   instance's sessions can be continued elsewhere seconds later.
 3. The instance compares the record's ``version`` with the one it last saw; when another instance ran the session
-   since, it drops its own handle on the interpreter and re-attaches (``resume_session(state)``).
+   since (or took it over from a dead holder), it drops its own handle on the interpreter and re-attaches
+   (``resume_session(state)``).
 4. ``release`` stores the new state and bumps the version.
 
-Handles and owners are stored as SHA-256 digests: reading the map does not let anyone take a session over.
-
-``SqliteSessionMap`` is a real shared store for one host or a shared volume (several processes, or containers
-mounting the same directory). SQLite's locking needs a file system with working POSIX locks: a local disk or a
-Docker volume, or Amazon EFS (NFSv4 locks); not SMB or NFSv3 without lockd. For ECS across hosts use a network
-store: the ``SessionMap`` protocol is small (six calls); DynamoDB (conditional writes for the lease, TTL on
-``last_used``) or Redis (``SET NX PX`` for the lease, ``EXPIRE`` for idle expiry) implement it directly.
+A lease that cannot be renewed (another holder has it, or the store stayed unreachable until it ran out) ends the
+run as ``sandbox_failure`` and lets go of the interpreter without touching it again: two instances never drive one
+interpreter. The stores (``ptc_mcp.remote.stores``): ``sqlite`` for one host, ``redis`` and ``dynamodb`` for a fleet;
 docs/deploy.md compares them.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import secrets
-import sqlite3
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING
 
 import anyio
 
-from ptc_mcp.errors import BusyError, ConfigError, SandboxFailure
+from ptc_mcp.errors import BusyError, ConfigError, SandboxFailure, raise_from_group
+from ptc_mcp.remote.session_map import Lease, LeaseLost, SessionMap, SessionMapError, SharedRecord, digest
 from ptc_mcp.remote.settings import SessionMapConfig
+from ptc_mcp.remote.stores.sqlite import SqliteSessionMap
 from ptc_mcp.sandboxes.base import ResumableBackend, ResumableSession, SandboxBackend
 
 if TYPE_CHECKING:
     from ptc_mcp.sessions import Session
 
-__all__ = ["SessionMap", "SessionSharing", "SharedRecord", "SqliteSessionMap", "digest", "session_sharing"]
+__all__ = [
+    "LeaseLost",
+    "SessionMap",
+    "SessionMapError",
+    "SessionSharing",
+    "SharedRecord",
+    "SqliteSessionMap",
+    "digest",
+    "open_session_map",
+    "session_sharing",
+]
 
 log = logging.getLogger(__name__)
-
-
-def digest(value: str | None) -> str:
-    """How handles and owners are stored: never in the clear."""
-    return hashlib.sha256((value or "").encode("utf-8", "surrogatepass")).hexdigest()
-
-
-@dataclass(frozen=True)
-class SharedRecord:
-    """One session as the map knows it."""
-
-    owner: str
-    """SHA-256 of the owner's identity (``digest(None)`` when there was none)."""
-    state: dict[str, Any] | None
-    """The backend's ``session_state()``; ``None``: no interpreter yet (the next run starts one)."""
-    version: int
-    """Bumped by every ``release``: an instance whose cached interpreter is older re-attaches."""
-    last_used: float
-
-
-class SessionMap(Protocol):
-    """Where instances find sessions. Every method is safe to call from any instance at any time."""
-
-    async def create(self, handle: str, owner: str | None) -> None: ...
-
-    async def lookup(self, handle: str) -> SharedRecord | None: ...
-
-    async def acquire(self, handle: str, holder: str, lease_s: float) -> SharedRecord | None:
-        """Take the session's lease for ``lease_s``; ``None`` while another holder has it (or it is gone)."""
-        ...
-
-    async def release(self, handle: str, holder: str, state: dict[str, Any] | None) -> int:
-        """Store ``state``, end the lease, return the new version (-1 when the session is gone)."""
-        ...
-
-    async def delete(self, handle: str) -> None: ...
-
-    async def reap_idle(self, idle_s: float) -> list[tuple[str, dict[str, Any] | None]]:
-        """Remove sessions unused for ``idle_s`` and not leased; returns their (key, state) to stop them."""
-        ...
-
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS ptc_sessions (
-    key TEXT PRIMARY KEY,
-    owner TEXT NOT NULL,
-    state TEXT,
-    version INTEGER NOT NULL DEFAULT 0,
-    last_used REAL NOT NULL,
-    lease_holder TEXT,
-    lease_until REAL NOT NULL DEFAULT 0
-)
-"""
-
-
-class SqliteSessionMap:
-    """A ``SessionMap`` in one SQLite file that several processes open at once (WAL, ``BEGIN IMMEDIATE``)."""
-
-    def __init__(self, path: str | Path, *, busy_timeout_s: float = 10.0) -> None:
-        self.path = Path(path)
-        self._timeout_s = busy_timeout_s
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute(_SCHEMA)
-
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=self._timeout_s, isolation_level=None)
-        db.execute(f"PRAGMA busy_timeout={int(self._timeout_s * 1000)}")
-        return db
-
-    def _transaction(self, work: Any) -> Any:
-        db = self._connect()
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                result = work(db)
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-            return result
-        finally:
-            db.close()
-
-    async def _run(self, work: Any) -> Any:
-        return await anyio.to_thread.run_sync(self._transaction, work)
-
-    async def create(self, handle: str, owner: str | None) -> None:
-        key, owner_key, now = digest(handle), digest(owner), time.time()
-
-        def work(db: sqlite3.Connection) -> None:
-            db.execute(
-                "INSERT INTO ptc_sessions (key, owner, state, version, last_used) VALUES (?, ?, NULL, 0, ?)",
-                (key, owner_key, now),
-            )
-
-        await self._run(work)
-
-    async def lookup(self, handle: str) -> SharedRecord | None:
-        key = digest(handle)
-
-        def work(db: sqlite3.Connection) -> SharedRecord | None:
-            return _record(db, key)
-
-        found: SharedRecord | None = await self._run(work)
-        return found
-
-    async def acquire(self, handle: str, holder: str, lease_s: float) -> SharedRecord | None:
-        key = digest(handle)
-
-        def work(db: sqlite3.Connection) -> SharedRecord | None:
-            now = time.time()
-            taken = db.execute(
-                "UPDATE ptc_sessions SET lease_holder = ?, lease_until = ? "
-                "WHERE key = ? AND (lease_holder IS NULL OR lease_until < ? OR lease_holder = ?)",
-                (holder, now + lease_s, key, now, holder),
-            ).rowcount
-            return _record(db, key) if taken else None
-
-        found: SharedRecord | None = await self._run(work)
-        return found
-
-    async def release(self, handle: str, holder: str, state: dict[str, Any] | None) -> int:
-        key = digest(handle)
-        encoded = json.dumps(state, separators=(",", ":")) if state is not None else None
-
-        def work(db: sqlite3.Connection) -> int:
-            db.execute(
-                "UPDATE ptc_sessions SET state = ?, version = version + 1, last_used = ?, lease_holder = NULL, "
-                "lease_until = 0 WHERE key = ? AND lease_holder = ?",
-                (encoded, time.time(), key, holder),
-            )
-            row = db.execute("SELECT version FROM ptc_sessions WHERE key = ?", (key,)).fetchone()
-            return int(row[0]) if row else -1
-
-        version: int = await self._run(work)
-        return version
-
-    async def delete(self, handle: str) -> None:
-        key = digest(handle)
-        await self._run(lambda db: db.execute("DELETE FROM ptc_sessions WHERE key = ?", (key,)))
-
-    async def reap_idle(self, idle_s: float) -> list[tuple[str, dict[str, Any] | None]]:
-        def work(db: sqlite3.Connection) -> list[tuple[str, dict[str, Any] | None]]:
-            now = time.time()
-            rows = db.execute(
-                "SELECT key, state FROM ptc_sessions WHERE last_used < ? AND lease_until < ?", (now - idle_s, now)
-            ).fetchall()
-            db.executemany("DELETE FROM ptc_sessions WHERE key = ?", [(row[0],) for row in rows])
-            return [(str(row[0]), json.loads(row[1]) if row[1] else None) for row in rows]
-
-        reaped: list[tuple[str, dict[str, Any] | None]] = await self._run(work)
-        return reaped
-
-
-def _record(db: sqlite3.Connection, key: str) -> SharedRecord | None:
-    row = db.execute("SELECT owner, state, version, last_used FROM ptc_sessions WHERE key = ?", (key,)).fetchone()
-    if row is None:
-        return None
-    return SharedRecord(
-        owner=str(row[0]), state=json.loads(row[1]) if row[1] else None, version=int(row[2]), last_used=float(row[3])
-    )
 
 
 class SessionSharing:
     """What a ``SessionStore`` does with a ``SessionMap``: find, lease, re-attach, publish, expire."""
 
-    def __init__(self, sessions: SessionMap, backend: SandboxBackend, *, lease_s: float) -> None:
-        if not isinstance(backend, ResumableBackend):
-            raise ConfigError(
-                f"remote.session_map: the {backend.kind} backend's interpreters live in this process and cannot be "
-                "continued by another instance; use the agentcore backend, or kind 'local' with sticky routing"
-            )
+    def __init__(
+        self, sessions: SessionMap, backend: SandboxBackend, *, lease_s: float, wait_s: float | None = None
+    ) -> None:
         self.map = sessions
-        self._backend = backend
+        self._backend = _resumable(backend)
         self._lease_s = lease_s
+        self._wait_s = lease_s if wait_s is None else wait_s
         self.holder = secrets.token_hex(8)
         """This instance's name on the leases it holds."""
 
@@ -237,13 +77,13 @@ class SessionSharing:
     async def delete(self, handle: str) -> None:
         await self.map.delete(handle)
 
-    async def _acquire(self, session: Session) -> SharedRecord:
-        deadline = time.monotonic() + self._lease_s
+    async def _acquire(self, session: Session) -> Lease:
+        deadline = time.monotonic() + self._wait_s
         pause = 0.02
         while True:
-            record = await self.map.acquire(session.handle, self.holder, self._lease_s)
-            if record is not None:
-                return record
+            lease = await self.map.acquire(session.handle, self.holder, self._lease_s)
+            if lease is not None:
+                return lease
             if await self.map.lookup(session.handle) is None:  # expired everywhere meanwhile: start it afresh
                 await session.detach_sandbox()
                 await self.map.create(session.handle, session.owner)
@@ -255,27 +95,74 @@ class SessionSharing:
 
     @asynccontextmanager
     async def claim(self, session: Session) -> AsyncIterator[None]:
-        record = await self._acquire(session)
+        """Hold the session's lease for one run, renewing it; a lost lease ends the run with ``LeaseLost``."""
+        lease = await self._acquire(session)
+        version = -1
         try:
-            if record.version != session.shared_version:
-                await session.detach_sandbox()  # another instance ran it since: our handle on it is stale
-                if record.state is not None:
+            await self._catch_up(session, lease.record)
+            try:
+                async with anyio.create_task_group() as group:
+                    group.start_soon(self._keep, session, lease.fence)
                     try:
-                        session.sandbox = await self._backend.resume_session(record.state)
-                    except SandboxFailure as exc:
-                        log.info("could not resume session %s…: %s; starting afresh", session.handle[:12], exc)
-            yield
+                        yield
+                    finally:
+                        group.cancel_scope.cancel()
+            except BaseExceptionGroup as failures:  # the keeper's LeaseLost (or the run's own failure)
+                raise_from_group(failures)
         finally:
             with anyio.CancelScope(shield=True):
                 sandbox = session.sandbox
                 state = sandbox.session_state() if isinstance(sandbox, ResumableSession) else None
-                session.shared_version = await self.map.release(session.handle, self.holder, state)
+                try:
+                    version = await self.map.release(session.handle, self.holder, lease.fence, state)
+                except SessionMapError as exc:
+                    log.warning("could not release session %s…: %s", session.handle[:12], exc)
+                if version < 0:  # not ours any more (or gone): our handle on the interpreter is stale
+                    await session.detach_sandbox()
+                session.shared_version = version
+
+    async def _catch_up(self, session: Session, record: SharedRecord) -> None:
+        """Re-attach when another instance ran (or took over) the session since this one last did."""
+        if record.version == session.shared_version:
+            return
+        await session.detach_sandbox()
+        if record.state is None:
+            return
+        try:
+            session.sandbox = await self._backend.resume_session(record.state)
+        except SandboxFailure as exc:
+            log.info("could not resume session %s…: %s; starting afresh", session.handle[:12], exc)
+
+    async def _keep(self, session: Session, fence: int) -> None:
+        """Renew the lease every third of its length; raise ``LeaseLost`` once it is not ours any more."""
+        step = self._lease_s / 3
+        valid_until = time.monotonic() + self._lease_s
+        while True:
+            await anyio.sleep(step)
+            asked = time.monotonic()
+            try:
+                if await self.map.renew(session.handle, self.holder, fence, self._lease_s):
+                    valid_until = asked + self._lease_s
+                    continue
+                reason = "another instance holds its lease now"
+            except SessionMapError as exc:
+                if time.monotonic() + step < valid_until:
+                    log.warning("could not renew the lease of session %s…: %s", session.handle[:12], exc)
+                    continue  # the lease still runs: try again before it ends
+                reason = f"the session map did not answer before the lease ran out ({exc})"
+            sandbox = session.sandbox
+            if isinstance(sandbox, ResumableSession):
+                sandbox.detach()  # never drive (or stop) the interpreter from here again
+            raise LeaseLost(
+                f"this instance lost the session's lease ({reason}), so the run was stopped: two instances never "
+                "drive one interpreter. Variables set by this run may be missing; continue with the same session."
+            )
 
     async def reap_idle(self, idle_s: float) -> int:
         """Stop the interpreters of sessions nobody used for ``idle_s`` on any instance; returns how many."""
         try:
             reaped = await self.map.reap_idle(idle_s)
-        except (OSError, sqlite3.Error) as exc:  # the reaper must outlive a map that is briefly unavailable
+        except SessionMapError as exc:  # the reaper must outlive a map that is briefly unavailable
             log.warning("could not expire idle sessions in the shared map: %s", exc)
             return 0
         for _key, state in reaped:
@@ -288,10 +175,53 @@ class SessionSharing:
             await sandbox.aclose()
         return len(reaped)
 
+    async def aclose(self) -> None:
+        await self.map.aclose()
 
-def session_sharing(config: SessionMapConfig, backend: SandboxBackend, run_timeout_s: float) -> SessionSharing | None:
-    """The sharing ``remote.session_map`` asks for (``None`` for ``local``)."""
+
+def open_session_map(config: SessionMapConfig, *, idle_s: float) -> SessionMap:
+    """The store ``remote.session_map`` names (imported lazily: each network store is an optional extra)."""
+    if config.kind == "sqlite":
+        assert config.path is not None
+        return SqliteSessionMap(config.path)
+    if config.kind == "redis":
+        from ptc_mcp.remote.stores.redis_map import RedisSessionMap
+
+        assert config.url is not None
+        return RedisSessionMap(config.url, expire_s=idle_s, prefix=config.key_prefix)
+    if config.kind == "dynamodb":
+        from ptc_mcp.remote.stores.dynamodb_map import DynamoDbSessionMap
+
+        assert config.table is not None
+        return DynamoDbSessionMap(
+            config.table,
+            region=config.region,
+            endpoint_url=config.endpoint_url,
+            expire_s=idle_s,
+            max_attempts=config.max_attempts,
+        )
+    raise ConfigError(f"remote.session_map.kind: {config.kind!r} is not a shared store")
+
+
+def session_sharing(
+    config: SessionMapConfig, backend: SandboxBackend, run_timeout_s: float, *, idle_s: float = 900.0
+) -> SessionSharing | None:
+    """The sharing ``remote.session_map`` asks for (``None`` for ``local``).
+
+    A request for a session that runs on another instance waits for that run (up to ``limits.timeout_s``) and for
+    one lease length more (the time a dead holder's lease takes to run out) before it answers ``busy``.
+    """
     if config.kind == "local":
         return None
-    assert config.path is not None
-    return SessionSharing(SqliteSessionMap(config.path), backend, lease_s=run_timeout_s + config.lease_s)
+    _resumable(backend)  # refused before any store is opened
+    sessions = open_session_map(config, idle_s=idle_s)
+    return SessionSharing(sessions, backend, lease_s=config.lease_s, wait_s=run_timeout_s + config.lease_s)
+
+
+def _resumable(backend: SandboxBackend) -> ResumableBackend:
+    if not isinstance(backend, ResumableBackend):
+        raise ConfigError(
+            f"remote.session_map: the {backend.kind} backend's interpreters live in this process and cannot be "
+            "continued by another instance; use the agentcore backend, or kind 'local' with sticky routing"
+        )
+    return backend

@@ -96,6 +96,7 @@ class AgentCoreSession:
         self._retire_at = time.monotonic() + retire_after_s
         self._retire_at_epoch = time.time() + retire_after_s
         self._seq = 0
+        self._orphan_run: str | None = None
         self._catalog_version: str | None = None
         self._closed = False
         self._broken = False
@@ -130,11 +131,16 @@ class AgentCoreSession:
         self._closed = True
 
     async def reattach(self) -> None:
-        """Continue after another instance: learn the runtime's last step (installing it if the process is new)."""
+        """Continue after another instance: learn the runtime's last step (installing it if the process is new).
+
+        An instance that died mid-run leaves its run in the interpreter (blocked on a tool call nobody answers,
+        say): the next run cancels it first, so the runtime takes the new run at once.
+        """
         probe = (
             f"import json as _ptc_json\n"
             f"print({self._codec.marker!r} + _ptc_json.dumps("
-            f"{{'seq': {DRIVER}.last_seq}} if {DRIVER!r} in globals() else None))\n"
+            f"{{'seq': {DRIVER}.last_seq, 'run': {DRIVER}.runtime.run_id if {DRIVER}.running else None}}"
+            f" if {DRIVER!r} in globals() else None))\n"
         )
         output = await self._invoke(probe)
         text = self._codec.answer(output.stdout or output.text)
@@ -144,6 +150,8 @@ class AgentCoreSession:
             found = None
         if isinstance(found, dict) and isinstance(found.get("seq"), int):
             self._seq = found["seq"]
+            orphan = found.get("run")
+            self._orphan_run = orphan if isinstance(orphan, str) else None
             return
         await self.install()  # the interpreter process was replaced: its variables are gone anyway
 
@@ -186,6 +194,9 @@ class AgentCoreSession:
             raise SandboxFailure("the AgentCore session is closed or broken")
         fresh_catalog = request.catalog_version != self._catalog_version
         inbox: list[dict[str, Any]] = [run_message(request, with_catalog=fresh_catalog)]
+        if self._orphan_run is not None:  # a dead instance's run: cancelled before ours is delivered
+            inbox.insert(0, {"type": "cancel", "id": self._orphan_run})
+            self._orphan_run = None
         self._catalog_version = request.catalog_version
         self.steps = 0
         self.step_seconds = []

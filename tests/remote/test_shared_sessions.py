@@ -1,59 +1,138 @@
-"""The shared session map: leases serialize a session's runs across instances; handles and owners are hashed."""
+"""The shared layer: leases renewed while a run lives, a lost lease ends the run without touching the interpreter,
+start-up against a new SQLite map is safe when instances start together. Two executors ("instances") in this
+process share one map; programs run in AgentCore sessions through its local emulator."""
 
 from __future__ import annotations
 
 import sqlite3
+import threading
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 
+from ptc_mcp.app import App, open_app
+from ptc_mcp.emulators.agentcore import AgentCoreEmulator, running_emulator
 from ptc_mcp.errors import ConfigError
+from ptc_mcp.executor import ExecuteRequest
 from ptc_mcp.remote.settings import SessionMapConfig
-from ptc_mcp.remote.shared_sessions import SqliteSessionMap, digest, session_sharing
+from ptc_mcp.remote.shared_sessions import SqliteSessionMap, session_sharing
+from ptc_mcp.results import RunResult
 from ptc_mcp.sandboxes import create_backend
 from tests.conftest import test_config
+from tests.remote.helpers import FAKE_AWS
 
 pytestmark = pytest.mark.anyio
 
-
-async def test_a_lease_is_exclusive_until_released_or_expired(tmp_path: Path) -> None:
-    first, second = SqliteSessionMap(tmp_path / "map.db"), SqliteSessionMap(tmp_path / "map.db")  # two "instances"
-    await first.create("ptc_handle", "alice")
-    held = await first.acquire("ptc_handle", "instance-a", lease_s=60)
-    refused = await second.acquire("ptc_handle", "instance-b", lease_s=60)
-    version = await first.release("ptc_handle", "instance-a", {"backend": "agentcore", "session_id": "s-1"})
-    taken = await second.acquire("ptc_handle", "instance-b", lease_s=0.001)
-    assert held is not None and held.version == 0 and held.state is None
-    assert refused is None
-    assert version == 1
-    assert taken is not None and taken.version == 1 and taken.state == {"backend": "agentcore", "session_id": "s-1"}
-    await anyio.sleep(0.01)
-    stolen_after_expiry = await first.acquire("ptc_handle", "instance-a", lease_s=60)  # b's lease ran out
-    assert stolen_after_expiry is not None
-    assert await second.release("ptc_handle", "instance-b", None) == 1  # b lost its lease: its write is ignored
+LEASE_S = 1.5
 
 
-async def test_idle_sessions_are_reaped_with_their_state_and_leased_ones_are_not(tmp_path: Path) -> None:
-    sessions = SqliteSessionMap(tmp_path / "map.db")
-    for handle in ("idle", "busy"):
-        await sessions.create(handle, None)
-        await sessions.acquire(handle, "a", lease_s=60)
-        await sessions.release(handle, "a", {"session_id": handle})
-    await sessions.acquire("busy", "a", lease_s=60)
-    reaped = await sessions.reap_idle(idle_s=-1)
-    assert reaped == [(digest("idle"), {"session_id": "idle"})]
-    assert await sessions.lookup("idle") is None and await sessions.lookup("busy") is not None
+@asynccontextmanager
+async def two_instances(folder: Path) -> AsyncIterator[tuple[App, App, AgentCoreEmulator]]:
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in FAKE_AWS.items():
+            env.setenv(name, value)
+        async with AsyncExitStack() as stack:
+            endpoint, emulator = await stack.enter_async_context(running_emulator())
+            map_section = {"kind": "sqlite", "path": str(folder / "map.db"), "lease_s": LEASE_S}
+            config = test_config(
+                {},
+                sandbox={"kind": "agentcore", "agentcore": {"endpoint_url": endpoint, "region": "us-east-1", "step_wait_s": 0.5}},
+                remote={"session_map": map_section},
+            )
+            apps = []
+            for _ in range(2):
+                app = await stack.enter_async_context(open_app(config))
+                sharing = session_sharing(config.remote.session_map, app.backend, config.limits.timeout_s)
+                assert sharing is not None
+                app.executor.sessions.share(sharing)
+                apps.append(app)
+            yield apps[0], apps[1], emulator
 
 
-async def test_the_map_stores_no_handle_or_identity_in_the_clear(tmp_path: Path) -> None:
-    sessions = SqliteSessionMap(tmp_path / "map.db")
-    await sessions.create("ptc_secret_handle", "agent-7:alice@https://issuer")
-    dump = "\n".join(sqlite3.connect(tmp_path / "map.db").iterdump())
-    assert "ptc_secret_handle" not in dump and "alice" not in dump
+async def run(app: App, code: str, session: str | None = None) -> RunResult:
+    with anyio.fail_after(60):
+        return await app.executor.execute(ExecuteRequest(code=code, session=session))
 
 
-def test_a_shared_map_is_refused_for_backends_whose_interpreters_live_in_the_process() -> None:
+async def test_a_run_longer_than_the_lease_keeps_it_and_the_other_instance_waits(tmp_path: Path) -> None:
+    async with two_instances(tmp_path) as (first, second, _emulator):
+        started = await run(first, "n = 1\nn")
+        handle = started.session
+        results: dict[str, RunResult] = {}
+
+        async def long_run() -> None:
+            results["long"] = await run(first, "import asyncio\nawait asyncio.sleep(3 * 1.5)\nn += 1\nn", handle)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(long_run)
+            await anyio.sleep(1.0)  # let the long run take the lease first (then it lives 3 lease lengths)
+            results["waiting"] = await run(second, "n += 10\nn", handle)
+    assert results["long"].status == "ok", results["long"].error
+    assert results["long"].result == 2  # nobody took the session over while the run renewed its lease
+    assert results["waiting"].status == "ok", results["waiting"].error
+    assert results["waiting"].result == 12  # the second instance waited for the run, then continued its state
+
+
+async def test_a_run_whose_lease_is_taken_ends_as_sandbox_failure_and_leaves_the_interpreter_alone(
+    tmp_path: Path,
+) -> None:
+    async with two_instances(tmp_path) as (first, second, emulator):
+        handle = (await run(first, "x = 41\nx")).session
+        assert handle is not None
+        results: dict[str, RunResult] = {}
+
+        async def long_run() -> None:
+            results["long"] = await run(first, "import asyncio\nawait asyncio.sleep(20)", handle)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(long_run)
+            db = sqlite3.connect(tmp_path / "map.db", isolation_level=None)
+            with anyio.fail_after(20):  # the store now says another holder has the lease
+                while not db.execute(
+                    "UPDATE ptc_sessions SET lease_holder = 'thief', fence = fence + 1 WHERE lease_holder IS NOT NULL"
+                ).rowcount:
+                    await anyio.sleep(0.05)  # bounded poll: until the long run holds the lease
+            db.execute("UPDATE ptc_sessions SET lease_holder = NULL, lease_until = 0, version = version + 1")
+            db.close()
+        failed = results["long"]
+        assert failed.error is not None and failed.error.type == "sandbox_failure"
+        assert "lost the session's lease" in failed.error.message
+        assert failed.duration_ms < 10_000  # ended by the lease keeper, not by the program's end or a timeout
+        assert [s for s in emulator.service.sessions.values() if s.status == "READY"]  # never stopped by `first`
+        continued = await run(second, "x + 1", handle)
+    assert continued.status == "ok", continued.error
+    assert continued.result == 42
+
+
+def test_instances_starting_together_on_a_new_sqlite_map_all_open_it(tmp_path: Path) -> None:
+    failures: list[str] = []
+    for attempt in range(30):
+        path = tmp_path / f"map-{attempt}.db"
+        barrier = threading.Barrier(3)
+
+        def open_map(path: Path = path, barrier: threading.Barrier = barrier) -> None:
+            barrier.wait()
+            try:
+                SqliteSessionMap(path)
+            except Exception as exc:  # counted, and shown by the assertion
+                failures.append(f"{type(exc).__name__}: {exc}")
+
+        threads = [threading.Thread(target=open_map) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+    assert failures == []
+
+
+def test_a_shared_map_is_refused_for_backends_whose_interpreters_live_in_the_process(tmp_path: Path) -> None:
     backend = create_backend(test_config(), allow_unisolated=True)
     with pytest.raises(ConfigError, match="sticky"):
-        session_sharing(SessionMapConfig(kind="sqlite", path="/tmp/unused.db"), backend, 60)
+        session_sharing(SessionMapConfig(kind="sqlite", path=str(tmp_path / "unused.db")), backend, 60)
+    assert not (tmp_path / "unused.db").exists()  # refused before any store was opened
+
+
