@@ -248,6 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ptc_mcp.emulators.cli import add_emulate_parser
 
     add_emulate_parser(commands)
+    from ptc_mcp.remote.stores.cli import add_session_map_parser
+
+    add_session_map_parser(commands)
     return parser
 
 

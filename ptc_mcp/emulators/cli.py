@@ -1,4 +1,4 @@
-"""``ptc-mcp emulate agentcore [--host H] [--port N]``: the lead's cli.py calls ``add_emulate_parser(commands)``."""
+"""``ptc-mcp emulate agentcore|dynamodb [--host H] [--port N]``: cli.py calls ``add_emulate_parser(commands)``."""
 
 from __future__ import annotations
 
@@ -22,6 +22,10 @@ def add_emulate_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentP
     agentcore.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)")
     agentcore.add_argument("--port", type=int, default=8787, help="port (default 8787; 0 picks a free one)")
     agentcore.set_defaults(func=cmd_emulate_agentcore)
+    dynamodb = services.add_parser("dynamodb", help="Amazon DynamoDB (the operations the session map uses)")
+    dynamodb.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)")
+    dynamodb.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    dynamodb.set_defaults(func=cmd_emulate_dynamodb)
 
 
 def cmd_emulate_agentcore(args: argparse.Namespace) -> int:
@@ -33,6 +37,19 @@ def cmd_emulate_agentcore(args: argparse.Namespace) -> int:
         anyio.run(serve_emulator, args.host, args.port)
     except ValueError as exc:
         logging.getLogger(__name__).error("%s", exc)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+def cmd_emulate_dynamodb(args: argparse.Namespace) -> int:
+    from ptc_mcp.emulators.dynamodb import serve_dynamodb_emulator
+
+    try:
+        anyio.run(serve_dynamodb_emulator, args.host, args.port)
+    except ValueError as exc:
+        sys.stderr.write(f"error: {exc}\n")
         return 2
     except KeyboardInterrupt:
         return 0

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -37,7 +38,7 @@ from starlette.routing import Route
 
 from ptc_mcp.listening import is_loopback, listening_socket
 
-__all__ = ["DynamoDbEmulator", "running_dynamodb_emulator"]
+__all__ = ["DynamoDbEmulator", "running_dynamodb_emulator", "serve_dynamodb_emulator"]
 
 _TARGET_PREFIX = "DynamoDB_20120810."
 _ERROR_PREFIX = "com.amazonaws.dynamodb.v20120810#"
@@ -426,3 +427,10 @@ async def running_dynamodb_emulator(
                 server.should_exit = True
     finally:
         sock.close()
+
+
+async def serve_dynamodb_emulator(host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Serve until cancelled (``ptc-mcp emulate dynamodb``); prints the endpoint to use."""
+    async with running_dynamodb_emulator(host, port) as (url, _emulator):
+        sys.stderr.write(f"DynamoDB emulator on {url} (boto3: endpoint_url={url!r})\n")
+        await anyio.sleep_forever()

@@ -9,7 +9,6 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
@@ -40,7 +39,10 @@ async def two_instances(folder: Path) -> AsyncIterator[tuple[App, App, AgentCore
             map_section = {"kind": "sqlite", "path": str(folder / "map.db"), "lease_s": LEASE_S}
             config = test_config(
                 {},
-                sandbox={"kind": "agentcore", "agentcore": {"endpoint_url": endpoint, "region": "us-east-1", "step_wait_s": 0.5}},
+                sandbox={
+                    "kind": "agentcore",
+                    "agentcore": {"endpoint_url": endpoint, "region": "us-east-1", "step_wait_s": 0.5},
+                },
                 remote={"session_map": map_section},
             )
             apps = []
@@ -134,5 +136,3 @@ def test_a_shared_map_is_refused_for_backends_whose_interpreters_live_in_the_pro
     with pytest.raises(ConfigError, match="sticky"):
         session_sharing(SessionMapConfig(kind="sqlite", path=str(tmp_path / "unused.db")), backend, 60)
     assert not (tmp_path / "unused.db").exists()  # refused before any store was opened
-
-
