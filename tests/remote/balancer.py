@@ -41,12 +41,25 @@ class RoundRobin:
     upstreams: list[str]
     log: list[Forwarded] = field(default_factory=list)
 
+    down: set[int] = field(default_factory=set)
+    """Upstreams taken out of rotation (what a load balancer's health check does for a dead instance)."""
+
     def __post_init__(self) -> None:
         self._turn = itertools.cycle(range(len(self.upstreams)))
         self._http = httpx2.AsyncClient(timeout=httpx2.Timeout(120.0), limits=httpx2.Limits(max_connections=512))
 
+    def mark_down(self, index: int) -> None:
+        self.down.add(index)
+
+    def _next(self) -> int:
+        for _ in range(len(self.upstreams)):
+            index = next(self._turn)
+            if index not in self.down:
+                return index
+        raise RuntimeError("every upstream is down")
+
     async def handle(self, request: Request) -> Response:
-        index = next(self._turn)
+        index = self._next()
         body = await request.body()
         rpc_method = None
         if request.method == "POST" and body:
