@@ -96,10 +96,38 @@ def test_the_fargate_task_may_drive_only_code_interpreter_sessions() -> None:
             "bedrock-agentcore:InvokeCodeInterpreter",
             "bedrock-agentcore:StartCodeInterpreterSession",
             "bedrock-agentcore:StopCodeInterpreterSession",
-            "elasticfilesystem:ClientMount",
-            "elasticfilesystem:ClientWrite",
+            "dynamodb:DeleteItem",
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:Scan",
+            "dynamodb:UpdateItem",
         ]
     )
+    table_statements = [s for s in statements if any(a.startswith("dynamodb:") for a in s["Action"])]
+    assert [s["Resource"] for s in table_statements] == [{"Fn::GetAtt": "SessionTable.Arn"}]  # that table only
+
+
+def test_the_fargate_session_map_is_an_on_demand_dynamodb_table_with_ttl_and_throttle_alarms() -> None:
+    resources = load(DEPLOY / "ecs-fargate-agentcore.yaml")["Resources"]
+    assert not [name for name, r in resources.items() if r["Type"].startswith("AWS::EFS::")]  # EFS left
+    table = resources["SessionTable"]["Properties"]
+    assert table["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    watched = {
+        r["Properties"]["MetricName"]
+        for r in resources.values()
+        if r["Type"] == "AWS::CloudWatch::Alarm" and r["Properties"]["Namespace"] == "AWS/DynamoDB"
+    }
+    assert "ThrottledRequests" in watched
+
+
+def test_the_template_table_matches_what_the_create_table_command_makes() -> None:
+    from ptc_mcp.remote.stores.dynamodb_map import KEY, TTL_ATTRIBUTE
+
+    table = load(DEPLOY / "ecs-fargate-agentcore.yaml")["Resources"]["SessionTable"]["Properties"]
+    assert table["KeySchema"][0]["AttributeName"] == KEY
+    assert table["TimeToLiveSpecification"]["AttributeName"] == TTL_ATTRIBUTE
 
 
 @pytest.mark.parametrize("path", TEMPLATES, ids=lambda p: p.name)
@@ -114,12 +142,15 @@ def test_the_config_the_task_gets_is_a_valid_ptc_mcp_config(path: Path) -> None:
         "MaxConcurrentRuns": "16",
         "PublicHostName": "mcp.example.com",
         "ShutdownGraceSeconds": "60",
+        "SessionTable": "ptc-mcp-SessionTable-ABC123",
+        "SessionLeaseSeconds": "10",
         "SandboxImage": "123456789012.dkr.ecr.us-east-1.amazonaws.com/ptc-mcp-sandbox:1",
     }
     config = parse_config(json.loads(render_sub(text, values)), environ={"PTC_MCP_AUTH_TOKEN": "t" * 32})
     assert config.remote.auth.mode == "bearer"
     assert config.remote.allowed_hosts == ["mcp.example.com"]
     if config.sandbox.kind == "agentcore":
-        assert config.remote.stateless_http and config.remote.session_map.kind == "sqlite"
+        assert config.remote.stateless_http and config.remote.session_map.kind == "dynamodb"
+        assert config.remote.session_map.table == "ptc-mcp-SessionTable-ABC123"
     else:
         assert config.sandbox.kind == "docker"
