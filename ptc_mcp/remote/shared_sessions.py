@@ -97,13 +97,15 @@ class SessionSharing:
     async def claim(self, session: Session) -> AsyncIterator[None]:
         """Hold the session's lease for one run, renewing it; a lost lease ends the run with ``LeaseLost``."""
         lease = await self._acquire(session)
+        taken_at = time.monotonic()
         version = -1
         try:
-            await self._catch_up(session, lease.record)
             try:
                 async with anyio.create_task_group() as group:
-                    group.start_soon(self._keep, session, lease.fence)
+                    # Renewing starts at once: re-attaching may take longer than a short lease under load.
+                    group.start_soon(self._keep, session, lease.fence, taken_at)
                     try:
+                        await self._catch_up(session, lease.record)
                         yield
                     finally:
                         group.cancel_scope.cancel()
@@ -133,10 +135,10 @@ class SessionSharing:
         except SandboxFailure as exc:
             log.info("could not resume session %s…: %s; starting afresh", session.handle[:12], exc)
 
-    async def _keep(self, session: Session, fence: int) -> None:
+    async def _keep(self, session: Session, fence: int, taken_at: float) -> None:
         """Renew the lease every third of its length; raise ``LeaseLost`` once it is not ours any more."""
         step = self._lease_s / 3
-        valid_until = time.monotonic() + self._lease_s
+        valid_until = taken_at + self._lease_s
         while True:
             await anyio.sleep(step)
             asked = time.monotonic()

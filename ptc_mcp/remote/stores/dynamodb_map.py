@@ -17,7 +17,7 @@ import functools
 import json
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import anyio
 
@@ -33,7 +33,9 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
 
 __all__ = ["DynamoDbSessionMap", "create_session_table", "dynamodb_client"]
 
-T = TypeVar("T")
+_THREADS = 16
+"""Worker threads of the map's own: lease renewals must never queue behind a backend's long blocking calls (an
+AgentCore step holds a thread of anyio's default pool for up to ``step_wait_s``)."""
 
 KEY = "pk"
 TTL_ATTRIBUTE = "expires_at"
@@ -81,13 +83,19 @@ class DynamoDbSessionMap:
         self.table = table
         self._client = client or dynamodb_client(region=region, endpoint_url=endpoint_url, max_attempts=max_attempts)
         self._expire_s = max(expire_s * 2, 60.0)
+        self._threads: anyio.CapacityLimiter | None = None  # made on the event loop, at first use
+
+    def _limiter(self) -> anyio.CapacityLimiter:
+        if self._threads is None:
+            self._threads = anyio.CapacityLimiter(_THREADS)
+        return self._threads
 
     async def _call(self, operation: str, **request: Any) -> dict[str, Any]:
         """One request on a worker thread; ``ConditionalCheckFailedException`` comes back as ``{"failed": True}``."""
         method: Callable[..., dict[str, Any]] = getattr(self._client, operation)
         try:
             answer: dict[str, Any] = await anyio.to_thread.run_sync(
-                functools.partial(method, TableName=self.table, **request)
+                functools.partial(method, TableName=self.table, **request), limiter=self._limiter()
             )
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")

@@ -11,7 +11,7 @@ import sqlite3
 import time
 from contextlib import closing
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import anyio
 
@@ -19,7 +19,8 @@ from ptc_mcp.remote.session_map import Lease, SessionMapError, SharedRecord, dig
 
 __all__ = ["SqliteSessionMap"]
 
-T = TypeVar("T")
+_THREADS = 8
+"""Worker threads of the map's own: lease renewals must never queue behind a backend's long blocking calls."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS ptc_sessions (
@@ -41,6 +42,7 @@ class SqliteSessionMap:
     def __init__(self, path: str | Path, *, busy_timeout_s: float = 10.0) -> None:
         self.path = Path(path)
         self._timeout_s = busy_timeout_s
+        self._threads: anyio.CapacityLimiter | None = None  # made on the event loop, at first use
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._set_up()
 
@@ -72,6 +74,11 @@ class SqliteSessionMap:
                 time.sleep(pause)  # start-up, before anything is served: nothing else waits on this thread
                 pause = min(pause * 2, 0.2)
 
+    def _limiter(self) -> anyio.CapacityLimiter:
+        if self._threads is None:
+            self._threads = anyio.CapacityLimiter(_THREADS)
+        return self._threads
+
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=self._timeout_s, isolation_level=None)
         db.execute(f"PRAGMA busy_timeout={int(self._timeout_s * 1000)}")
@@ -92,7 +99,7 @@ class SqliteSessionMap:
             raise SessionMapError(f"the session map ({self.path}) failed: {exc}") from None
 
     async def _run(self, work: Any) -> Any:
-        return await anyio.to_thread.run_sync(self._transaction, work)
+        return await anyio.to_thread.run_sync(self._transaction, work, limiter=self._limiter())
 
     async def create(self, handle: str, owner: str | None) -> None:
         key, owner_key, now = digest(handle), digest(owner), time.time()
