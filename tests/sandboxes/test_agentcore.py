@@ -303,3 +303,34 @@ def test_settings_are_validated_and_errors_name_the_key(monkeypatch: pytest.Monk
     assert backend.kind == "agentcore" and backend.isolated
     info = backend.info()  # type: ignore[attr-defined]
     assert (info.details["region"], info.details["code_interpreter"]) == ("eu-west-1", "custom-abc")
+
+
+async def test_a_run_left_in_the_interpreter_by_a_dead_instance_is_cancelled_by_the_next_run() -> None:
+    async with emulated_agentcore_backend(step_wait_s=0.5) as (backend, _emulator):
+        first = await backend.start_session()
+        state = first.session_state()
+        assert state is not None
+        await first.run(RunRequest("set", "x = 41", CATALOG, "v1", 4096), Tools(), Recorder())
+        called = anyio.Event()
+
+        async def never_answers(name: str, arguments: dict[str, Any]) -> Any:
+            called.set()
+            await anyio.sleep_forever()
+
+        async with anyio.create_task_group() as group:  # the instance dies while its run waits for a tool result
+            group.start_soon(
+                first.run,
+                RunRequest("dead", "await calc.add(a=1, b=2)", CATALOG, "v1", 4096),
+                never_answers,
+                Recorder(),
+            )
+            with anyio.fail_after(WAIT_S):
+                await called.wait()
+            group.cancel_scope.cancel()
+        first.detach()
+        second = await backend.resume_session(state)  # another instance takes the session over
+        with anyio.fail_after(WAIT_S):
+            report = await second.run(RunRequest("next", "x + 1", CATALOG, "v1", 4096), Tools(), Recorder())
+        await second.aclose()
+    assert report.ok and report.result == 42
+    assert second.steps <= 2  # it did not wait behind the dead run: no idle steps
