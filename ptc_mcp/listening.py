@@ -8,6 +8,12 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import uvicorn
 
 
 def is_loopback(host: str) -> bool:
@@ -40,3 +46,23 @@ def url_host(host: str) -> str:
     """``host`` as it goes into a URL (IPv6 addresses in brackets)."""
     host = host.strip("[]")
     return f"[{host}]" if ":" in host else host
+
+
+@asynccontextmanager
+async def serving_asgi(app: Any, host: str = "127.0.0.1", port: int = 0, **options: Any) -> AsyncIterator[str]:
+    """Serve ``app`` with uvicorn on a new listening socket while the block runs; yields its base URL."""
+    sock = listening_socket(host, port)
+    config = uvicorn.Config(app, log_level="warning", lifespan="off", **options)
+    server = uvicorn.Server(config)
+    try:
+        async with anyio.create_task_group() as group:
+            group.start_soon(server.serve, [sock])
+            with anyio.fail_after(10):
+                while not server.started:
+                    await anyio.sleep(0.01)  # bounded poll: uvicorn has no "started" event
+            try:
+                yield f"http://{url_host(host)}:{sock.getsockname()[1]}"
+            finally:
+                server.should_exit = True
+    finally:
+        sock.close()

@@ -30,13 +30,12 @@ from decimal import Decimal
 from typing import Any
 
 import anyio
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ptc_mcp.listening import is_loopback, listening_socket
+from ptc_mcp.listening import is_loopback, serving_asgi
 
 __all__ = ["DynamoDbEmulator", "running_dynamodb_emulator", "serve_dynamodb_emulator"]
 
@@ -412,21 +411,8 @@ async def running_dynamodb_emulator(
     if not is_loopback(host):
         raise ValueError(f"the DynamoDB emulator binds to loopback only, not {host!r}: it checks no credentials")
     emulator = emulator or DynamoDbEmulator()
-    sock = listening_socket(host, port)
-    server = uvicorn.Server(uvicorn.Config(emulator.app, log_level="warning", lifespan="off"))
-    url_host = f"[{host}]" if ":" in host else host
-    try:
-        async with anyio.create_task_group() as tasks:
-            tasks.start_soon(server.serve, [sock])
-            with anyio.fail_after(10):
-                while not server.started:
-                    await anyio.sleep(0.01)
-            try:
-                yield f"http://{url_host}:{sock.getsockname()[1]}", emulator
-            finally:
-                server.should_exit = True
-    finally:
-        sock.close()
+    async with serving_asgi(emulator.app, host, port) as url:
+        yield url, emulator
 
 
 async def serve_dynamodb_emulator(host: str = "127.0.0.1", port: int = 8000) -> None:

@@ -13,16 +13,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-import anyio
 import httpx2
-import uvicorn
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from ptc_mcp.listening import listening_socket
+from ptc_mcp.listening import serving_asgi
 
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "upgrade", "host", "content-length", "te", "trailer"}
 
@@ -34,6 +32,8 @@ class Forwarded:
     path: str
     rpc_method: str | None
     status: int
+    error: str | None = None
+    """Why the upstream could not be reached (the 502s)."""
 
 
 @dataclass
@@ -46,7 +46,10 @@ class RoundRobin:
 
     def __post_init__(self) -> None:
         self._turn = itertools.cycle(range(len(self.upstreams)))
-        self._http = httpx2.AsyncClient(timeout=httpx2.Timeout(120.0), limits=httpx2.Limits(max_connections=512))
+        # Idle upstream connections are dropped well before uvicorn's keep-alive timeout (5 s) closes them, as an ALB's
+        # are: otherwise a request sent just as the upstream closes its end fails with nothing answered.
+        limits = httpx2.Limits(max_connections=512, keepalive_expiry=1.0)
+        self._http = httpx2.AsyncClient(timeout=httpx2.Timeout(120.0), limits=limits)
 
     def mark_down(self, index: int) -> None:
         self.down.add(index)
@@ -72,8 +75,9 @@ class RoundRobin:
         upstream = self._http.build_request(request.method, url, headers=headers, content=body)
         try:
             answer = await self._http.send(upstream, stream=True)
-        except httpx2.TransportError:
-            self.log.append(Forwarded(index, request.method, request.url.path, rpc_method, 502))
+        except httpx2.TransportError as exc:
+            failure = f"{type(exc).__name__}: {exc}"
+            self.log.append(Forwarded(index, request.method, request.url.path, rpc_method, 502, failure))
             return Response("upstream unreachable", status_code=502)
         self.log.append(Forwarded(index, request.method, request.url.path, rpc_method, answer.status_code))
         out_headers = {k: v for k, v in answer.headers.items() if k.lower() not in _HOP_BY_HOP}
@@ -94,17 +98,8 @@ async def round_robin(upstreams: list[str]) -> AsyncIterator[tuple[str, RoundRob
     balancer = RoundRobin(upstreams)
     methods = ["GET", "POST", "DELETE", "PUT", "PATCH", "OPTIONS", "HEAD"]
     app = Starlette(routes=[Route("/{path:path}", balancer.handle, methods=methods)])
-    sock = listening_socket("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=1))
     try:
-        async with anyio.create_task_group() as group:
-            group.start_soon(server.serve, [sock])
-            with anyio.fail_after(10):
-                while not server.started:
-                    await anyio.sleep(0.01)
-            try:
-                yield f"http://127.0.0.1:{sock.getsockname()[1]}", balancer
-            finally:
-                server.should_exit = True
+        async with serving_asgi(app, timeout_graceful_shutdown=1) as url:
+            yield url, balancer
     finally:
         await balancer.aclose()

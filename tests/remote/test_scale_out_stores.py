@@ -129,7 +129,8 @@ async def test_three_instances_lose_no_update_and_never_overlap_a_sessions_runs(
         elapsed = time.perf_counter() - started
         interpreters = len(emulator.service.sessions)
     served = Counter(entry.upstream for entry in balancer.log if entry.rpc_method == "tools/call")
-    assert failures == []
+    unreached = Counter(entry.error for entry in balancer.log if entry.error)
+    assert failures == [], (failures, unreached)
     for handle in handles:
         counts = sorted(n for n, _, _ in runs[handle])
         assert counts == list(range(1, 2 * PROGRAMS + 1)), counts  # every increment seen once: 0 lost updates

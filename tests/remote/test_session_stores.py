@@ -15,6 +15,7 @@ import pytest
 
 from ptc_mcp.emulators.dynamodb import running_dynamodb_emulator
 from ptc_mcp.remote.session_map import SessionMap, SessionMapError, digest
+from ptc_mcp.remote.settings import SessionMapConfig
 from ptc_mcp.remote.stores.dynamodb_map import DynamoDbSessionMap
 from ptc_mcp.remote.stores.redis_map import RedisSessionMap
 from ptc_mcp.remote.stores.sqlite import SqliteSessionMap
@@ -184,3 +185,13 @@ async def test_the_bench_command_reports_lease_latency(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr.decode()
     report = json.loads(done.stdout)
     assert report["store"] == "redis" and report["runs"] == 20 and report["run_p50_ms"] > 0
+
+
+def test_each_store_names_the_key_it_is_missing_at_start_up() -> None:
+    for kind, key in (("sqlite", "path"), ("redis", "url"), ("dynamodb", "table")):
+        with pytest.raises(ValueError, match=f"remote.session_map.{key}"):
+            SessionMapConfig.model_validate({"kind": kind})
+    with pytest.raises(ValueError, match="url"):
+        SessionMapConfig.model_validate({"kind": "redis", "url": "http://cache:6379"})
+    with pytest.raises(ValueError, match="lease_s"):
+        SessionMapConfig.model_validate({"kind": "redis", "url": "redis://cache:6379/0", "lease_s": 0.1})

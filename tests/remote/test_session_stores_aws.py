@@ -9,26 +9,18 @@ item actions in the Fargate template.
 
 from __future__ import annotations
 
-import os
 import secrets
 
 import anyio
 import pytest
 
+from tests.aws import aws_skip_reason
+
 pytestmark = [pytest.mark.anyio, pytest.mark.aws]
 
 
 def _skip_reason() -> str | None:
-    if os.environ.get("PTC_MCP_AWS_TESTS") != "1":
-        return "real-AWS tests are opt-in: set PTC_MCP_AWS_TESTS=1 (this one creates and deletes a DynamoDB table)"
-    import boto3
-
-    session = boto3.Session()
-    if session.get_credentials() is None:
-        return "no AWS credentials in boto3's default chain (environment, ~/.aws, SSO, instance role)"
-    if not session.region_name:
-        return "no AWS region: set AWS_REGION"
-    return None
+    return aws_skip_reason("this one creates and deletes a DynamoDB table", extra="dynamodb")
 
 
 async def test_leases_fencing_and_takeover_work_on_real_dynamodb() -> None:

@@ -7,7 +7,6 @@ which costs a few cents, and always stops it. IAM: see docs/backends/agentcore.m
 
 from __future__ import annotations
 
-import os
 import secrets
 from typing import Any
 
@@ -17,6 +16,7 @@ import pytest
 from ptc_mcp.config import Config
 from ptc_mcp.sandboxes import create_backend
 from ptc_mcp.sandboxes.base import RunRequest, StreamName
+from tests.aws import aws_skip_reason
 
 pytestmark = [pytest.mark.anyio, pytest.mark.aws]
 
@@ -25,18 +25,7 @@ CATALOG = {"servers": [{"name": "calc", "global": "calc", "tools": [{"name": "ad
 
 
 def _skip_reason() -> str | None:
-    if os.environ.get("PTC_MCP_AWS_TESTS") != "1":
-        return "real-AWS tests are opt-in: set PTC_MCP_AWS_TESTS=1 (they start a billed AgentCore session)"
-    try:
-        import boto3
-    except ImportError:
-        return 'the agentcore extra is not installed (pip install "ptc-mcp[agentcore]")'
-    session = boto3.Session()
-    if session.get_credentials() is None:
-        return "no AWS credentials in boto3's default chain (environment, ~/.aws, SSO, instance role)"
-    if not session.region_name:
-        return "no AWS region: set AWS_REGION"
-    return None
+    return aws_skip_reason("they start a billed AgentCore session")
 
 
 class Recorder:
