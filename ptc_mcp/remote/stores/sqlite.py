@@ -45,6 +45,10 @@ class SqliteSessionMap:
         self._threads: anyio.CapacityLimiter | None = None  # made on the event loop, at first use
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._set_up()
+        # Closing the last connection to a WAL database checkpoints it and deletes the WAL (with fsyncs: ~20 ms
+        # per transaction measured). One connection held open for the map's life keeps commits at a fraction of that.
+        self._anchor: sqlite3.Connection | None = sqlite3.connect(self.path, check_same_thread=False)
+        self._anchor.execute("SELECT count(*) FROM sqlite_master").fetchone()
 
     def _set_up(self) -> None:
         """Switch to WAL and create the table, retrying while other processes do the same.
@@ -82,6 +86,9 @@ class SqliteSessionMap:
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=self._timeout_s, isolation_level=None)
         db.execute(f"PRAGMA busy_timeout={int(self._timeout_s * 1000)}")
+        # WAL with NORMAL stays consistent through any crash; a power cut may forget the last commits, which on one
+        # host takes every instance (and their leases) down with it.
+        db.execute("PRAGMA synchronous=NORMAL")
         return db
 
     def _transaction(self, work: Any) -> Any:
@@ -185,7 +192,10 @@ class SqliteSessionMap:
         return reaped
 
     async def aclose(self) -> None:
-        """Nothing to close: every transaction opens and closes its own connection."""
+        """Close the anchor connection (every transaction opens and closes its own)."""
+        anchor, self._anchor = self._anchor, None
+        if anchor is not None:
+            anchor.close()
 
 
 def _record(db: sqlite3.Connection, key: str) -> SharedRecord | None:
