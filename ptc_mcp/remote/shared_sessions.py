@@ -140,8 +140,16 @@ class SessionSharing:
         step = self._lease_s / 3
         valid_until = taken_at + self._lease_s
         while True:
+            slept_from = time.monotonic()
             await anyio.sleep(step)
             asked = time.monotonic()
+            if asked - slept_from > 2 * step:  # the loop was blocked or starved: the lease came close to running out
+                log.warning(
+                    "renewing the lease of session %s… ran %.1f s late; lease_s %g leaves little room on this host",
+                    session.handle[:12],
+                    asked - slept_from - step,
+                    self._lease_s,
+                )
             try:
                 if await self.map.renew(session.handle, self.holder, fence, self._lease_s):
                     valid_until = asked + self._lease_s
