@@ -158,8 +158,10 @@ async def test_a_killed_instances_session_continues_on_the_others_within_seconds
     async with three_instances(kind, tmp_path, LEASE_S) as (url, balancer, emulator, instances):
         async with Client(url, mode="2026-07-28") as client:
             handle = (await execute(client, "n = 1\nn")).structured_content["session"]  # type: ignore[index]
-            for expected in (2, 3, 4):  # the other instances run it too, and cache their handle on it
+            for expected in (2, 3):  # every instance runs it and caches its handle on the interpreter
                 assert value(await execute(client, "n += 1\nn", session=handle)) == expected
+        async with Client(f"{instances[1][0]}/mcp", mode="2026-07-28") as direct:
+            assert value(await execute(direct, "n += 1\nn", session=handle)) == 4  # instance 1 released it last
         victim_base, victim = instances[0]
         doomed: list[BaseException] = []
 
@@ -178,9 +180,13 @@ async def test_a_killed_instances_session_continues_on_the_others_within_seconds
             victim.kill()
             balancer.mark_down(0)  # as a health check would
             killed = time.perf_counter()
-            async with Client(url, mode="2026-07-28") as client:
-                continued = [value(await execute(client, "n += 1\nn", session=handle)) for _ in range(3)]
+            # Instance 1 ran it last before the dead one: only a takeover that counts as a change makes it re-attach
+            # rather than drive the interpreter with its stale step number.
+            async with Client(f"{instances[1][0]}/mcp", mode="2026-07-28") as direct:
+                continued = [value(await execute(direct, "n += 1\nn", session=handle))]
             recovered_s = time.perf_counter() - killed
+            async with Client(url, mode="2026-07-28") as client:
+                continued += [value(await execute(client, "n += 1\nn", session=handle)) for _ in range(2)]
         interpreters = len(emulator.service.sessions)
     assert doomed  # the killed run's client saw its instance go
     assert continued == [5, 6, 7]  # the state from before the killed run; the dead run never set n = -1
