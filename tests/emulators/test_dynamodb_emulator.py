@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -104,3 +106,25 @@ async def test_items_past_their_ttl_are_gone(table: Any) -> None:
     await call(table, "put_item", Item={"pk": {"S": "new"}, "expires_at": {"N": "99999999999"}})
     assert "Item" not in await call(table, "get_item", Key={"pk": {"S": "old"}})
     assert "Item" in await call(table, "get_item", Key={"pk": {"S": "new"}})
+
+
+async def test_the_emulate_command_serves_it_on_loopback_and_refuses_other_addresses(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, value in FAKE_AWS.items():
+        monkeypatch.setenv(name, value)
+    command = [sys.executable, "-m", "ptc_mcp", "emulate", "dynamodb", "--port", "0"]
+    refused = await anyio.run_process([*command, "--host", "0.0.0.0"], check=False)
+    assert refused.returncode == 2 and b"loopback" in refused.stderr
+    async with await anyio.open_process(command) as process:
+        assert process.stderr is not None
+        seen = b""
+        with anyio.fail_after(60):
+            while b"endpoint_url=" not in seen:
+                seen += await process.stderr.receive()
+        endpoint = re.search(rb"endpoint_url='([^']+)'", seen)
+        assert endpoint is not None
+        client = dynamodb_client(region="us-east-1", endpoint_url=endpoint.group(1).decode())
+        created = await create_session_table(client, "served")
+        process.terminate()
+    assert created["created"] is True
