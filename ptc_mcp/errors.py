@@ -4,7 +4,6 @@ Exception tree (everything the host side raises derives from ``PtcError``)::
 
     PtcError
     ├── ConfigError            bad config file: fails at start-up, names the key
-    ├── InvalidInputError      bad execute_program input, refused before any sandbox starts
     ├── BusyError              no run slot free and the queue is full
     ├── SandboxUnavailableError no backend can run here (says what to install)
     ├── SandboxFailure         the sandbox died or spoke nonsense; the session is discarded
@@ -42,10 +41,6 @@ class PtcError(Exception):
 
 class ConfigError(PtcError):
     """The config file is missing, malformed, or has a bad value (the message names the key)."""
-
-
-class InvalidInputError(PtcError):
-    """An ``execute_program`` input was refused before any sandbox started."""
 
 
 class BusyError(PtcError):

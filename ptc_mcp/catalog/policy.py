@@ -48,10 +48,6 @@ class ToolPolicy:
         object.__setattr__(self, "_allow", compile_globs(self.allow))
         object.__setattr__(self, "_deny", compile_globs(self.deny))
 
-    @classmethod
-    def allow_all(cls) -> ToolPolicy:
-        return cls()
-
     def allows(self, name: str, annotations: mcp_types.ToolAnnotations | None = None) -> bool:
         """Whether a program may call ``name`` (``"server.tool"``), given the tool's MCP ``annotations``."""
         return self.refusal(name, annotations) is None

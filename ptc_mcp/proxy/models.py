@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 import anyio
 
-from ptc_mcp.proxy.errors import ApiError, from_bedrock
+from ptc_mcp.proxy.errors import from_bedrock
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,3 @@ class ModelMap:
                 raise ValueError(f"--model-map: expected name=bedrock-model-id, got {item!r}")
             models[name.strip()] = target.strip()
         return cls(models)
-
-
-def not_found_model(name: str) -> ApiError:
-    return ApiError("not_found_error", f"model: {name}")

@@ -80,9 +80,6 @@ class ToolSet:
     def programmatic(self) -> list[ClientTool]:
         return [tool for tool in self.tools if tool.programmatic] if self.code_execution else []
 
-    def by_function(self) -> dict[str, ClientTool]:
-        return {tool.function_name: tool for tool in self.programmatic}
-
     def by_name(self, name: str) -> ClientTool | None:
         return next((tool for tool in self.tools if tool.name == name), None)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -358,7 +357,3 @@ def model_turn(response: dict[str, Any], toolset: ToolSet) -> ModelTurn:
         cache_read_tokens=int(usage.get("cacheReadInputTokens", 0)),
         cache_write_tokens=int(usage.get("cacheWriteInputTokens", 0)),
     )
-
-
-def tool_input_json(block: dict[str, Any]) -> str:
-    return json.dumps(block.get("input", {}), ensure_ascii=False)

@@ -43,7 +43,6 @@ from ptc_mcp.sandboxes.stream import RuntimeChannel
 __all__ = ["DockerBackend", "DockerSession", "DockerSettings", "create_backend"]
 
 log = logging.getLogger(__name__)
-SHUTDOWN_WAIT_S = 60.0
 
 
 class DockerSession:
