@@ -241,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from ptc_mcp.downstream.login_cli import add_login_commands
 
-    add_login_commands(commands)
+    add_login_commands(commands, CONFIG_ENV)
     from ptc_mcp.proxy.cli import add_proxy_command
 
     add_proxy_command(commands)

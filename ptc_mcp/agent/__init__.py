@@ -5,7 +5,7 @@
 
 ``ptc-mcp chat`` is its terminal face and ``ptc-mcp bench tokens`` measures it. Models: ``BedrockConverse``
 (boto3; Amazon Bedrock or an emulator at ``endpoint_url``); scripted trajectories replay through the Bedrock
-emulator with ``ptc_mcp.agent.scripted.TrajectoryModel``. See docs/agent.md.
+emulator with ``ptc_mcp.bench.scripted.TrajectoryModel``. See docs/agent.md.
 """
 
 from ptc_mcp.agent.converse import BedrockConverse, ConverseClient, parse_model_spec

@@ -1,6 +1,6 @@
 """``ptc-mcp bench catalog``: how big the ``execute_program`` description gets, and how well search finds tools.
 
-For synthetic catalogs of 10, 100 and 1,000 tools (``ptc_mcp.catalog.synthetic``) it measures the description
+For synthetic catalogs of 10, 100 and 1,000 tools (``ptc_mcp.bench.synthetic``) it measures the description
 in every presentation, ``auto`` included (with the presentation ``auto`` chose), in tokens of the named
 tokenizer; and how often ``tools.search`` ranks the intended tool in the top 3 (and first) for the labelled
 natural-language queries of ``SEARCH_QUERIES``, over the 1,000-tool catalog.
@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from ptc_mcp.bench.report import write_section
+from ptc_mcp.bench.synthetic import SEARCH_QUERIES, synthetic_tools
 from ptc_mcp.catalog.description import build_description, choose_presentation
 from ptc_mcp.catalog.search import ToolIndex
-from ptc_mcp.catalog.synthetic import SEARCH_QUERIES, synthetic_tools
 from ptc_mcp.catalog.tokens import estimate_tokens, tokenizer_name
 
 __all__ = ["SIZES", "run_catalog_bench", "search_hit_rate", "search_quality"]
@@ -99,7 +99,7 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [
         "## Tool catalog: description size and search",
         "",
-        f"`ptc-mcp bench catalog` on the synthetic catalogs of `ptc_mcp/catalog/synthetic.py`; tokens counted "
+        f"`ptc-mcp bench catalog` on the synthetic catalogs of `ptc_mcp/bench/synthetic.py`; tokens counted "
         f"with {report['tokenizer']}. `auto` keeps to a {_AUTO_BUDGET:,}-token budget.",
         "",
         "| tools | full | compact | namespaces | auto | auto chose |",

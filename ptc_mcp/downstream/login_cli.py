@@ -77,9 +77,8 @@ def auth_status(name: str, entry: object, login_needed: str | None, config_path:
     return "authenticated (client credentials)" if auth.grant == "client_credentials" else "authenticated"
 
 
-def add_login_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from ptc_mcp.cli import CONFIG_ENV
-
+def add_login_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser], config_env: str) -> None:
+    """``ptc-mcp login`` and ``logout``; ``config_env`` names the variable that holds the config path."""
     for name, func, what in (
         ("login", cmd_login, "log in to a remote server behind OAuth (authorization code with PKCE) and store tokens"),
         ("logout", cmd_logout, "forget a remote server's stored OAuth tokens"),
@@ -87,6 +86,6 @@ def add_login_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
         command = commands.add_parser(name, help=what)
         command.add_argument("name", help="the server's name in mcpServers")
         command.add_argument(
-            "--config", default=os.environ.get(CONFIG_ENV), help=f"the JSON config file (or {CONFIG_ENV})"
+            "--config", default=os.environ.get(config_env), help=f"the JSON config file (or {config_env})"
         )
         command.set_defaults(func=func)

@@ -218,7 +218,7 @@ def _conversation_problem(body: Mapping[str, Any]) -> str | None:
 
 
 def _default_usage(request: Mapping[str, Any], content: list[dict[str, Any]]) -> dict[str, int]:
-    from ptc_mcp.bench.tokens import converse_usage
+    from ptc_mcp.emulators.usage import converse_usage  # lazily: it loads the BPE
 
     return converse_usage(request, content)
 

@@ -16,8 +16,8 @@ import pytest
 from ptc_mcp import cli
 from ptc_mcp.agent.converse import BedrockConverse, parse_model_spec
 from ptc_mcp.agent.loop import Agent, ToolStarted
-from ptc_mcp.agent.scripted import Answer, Step, TrajectoryModel, Transcript, call, calls
 from ptc_mcp.agent.toolsets import converse_tool_name, open_toolset
+from ptc_mcp.bench.scripted import Answer, Step, TrajectoryModel, Transcript, call, calls
 from ptc_mcp.bench.tasks import Task, load_tasks
 from ptc_mcp.bench.tasks.expenses import TASKS
 from ptc_mcp.bench.tokens import TOKENIZER, run_token_bench
@@ -96,7 +96,7 @@ async def test_sequential_replay_makes_one_model_call_per_tool_call() -> None:
 
 
 USER_TASKS = """
-from ptc_mcp.agent.scripted import Answer, call, calls
+from ptc_mcp.bench.scripted import Answer, call, calls
 from ptc_mcp.bench.tasks import Task
 from ptc_mcp.bench.tasks.expenses import SERVERS
 

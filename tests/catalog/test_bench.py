@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ptc_mcp.bench.catalog import run_catalog_bench
-from ptc_mcp.catalog.synthetic import SEARCH_QUERIES
+from ptc_mcp.bench.synthetic import SEARCH_QUERIES
 
 
 def test_catalog_bench_reports_every_size_and_presentation(capsys: pytest.CaptureFixture[str]) -> None:

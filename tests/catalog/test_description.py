@@ -4,9 +4,9 @@ import random
 
 import pytest
 
+from ptc_mcp.bench.synthetic import synthetic_tools
 from ptc_mcp.catalog.description import CONVENTION, PRESENTATIONS, build_description, choose_presentation
 from ptc_mcp.catalog.model import DownstreamTool
-from ptc_mcp.catalog.synthetic import synthetic_tools
 from ptc_mcp.catalog.tokens import estimate_tokens
 
 from .helpers import downstream

@@ -5,6 +5,7 @@ import random
 
 import pytest
 
+from ptc_mcp.bench.synthetic import synthetic_tools
 from ptc_mcp.catalog.model import DownstreamTool, UnknownToolError
 from ptc_mcp.catalog.runtime_catalog import (
     ToolResolver,
@@ -13,7 +14,6 @@ from ptc_mcp.catalog.runtime_catalog import (
     resolve,
     split_qualified_name,
 )
-from ptc_mcp.catalog.synthetic import synthetic_tools
 
 from .helpers import downstream
 

@@ -4,9 +4,9 @@ import time
 
 import pytest
 
+from ptc_mcp.bench.synthetic import SEARCH_QUERIES, synthetic_tools
 from ptc_mcp.catalog.model import UnknownToolError
 from ptc_mcp.catalog.search import ToolIndex, tokenize
-from ptc_mcp.catalog.synthetic import SEARCH_QUERIES, synthetic_tools
 
 from .helpers import downstream
 

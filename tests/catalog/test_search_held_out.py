@@ -7,8 +7,8 @@ the benchmark would fail here. Do not tune against them: add new tuning queries 
 
 from __future__ import annotations
 
+from ptc_mcp.bench.synthetic import SEARCH_QUERIES, synthetic_tools
 from ptc_mcp.catalog.search import ToolIndex
-from ptc_mcp.catalog.synthetic import SEARCH_QUERIES, synthetic_tools
 
 HELD_OUT_QUERIES: list[tuple[str, str]] = [
     ("tomorrow's temperature in Lisbon", "weather.get_forecast"),

@@ -18,12 +18,12 @@ import anyio
 import pytest
 
 from ptc_mcp.app import open_app
+from ptc_mcp.bench.synthetic import synthetic_tools
 from ptc_mcp.catalog.description import PRESENTATIONS, build_description, choose_presentation
 from ptc_mcp.catalog.model import DownstreamTool
 from ptc_mcp.catalog.prepared import prepare_catalog
 from ptc_mcp.catalog.runtime_catalog import build_runtime_catalog
 from ptc_mcp.catalog.search import ToolIndex
-from ptc_mcp.catalog.synthetic import synthetic_tools
 from ptc_mcp.catalog.validation import ArgumentError, check_arguments
 from ptc_mcp.config import StdioServerConfig, parse_config
 from ptc_mcp.downstream import DownstreamPool

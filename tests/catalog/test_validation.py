@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from ptc_mcp.catalog.synthetic import core_tools
+from ptc_mcp.bench.synthetic import core_tools
 from ptc_mcp.catalog.validation import ArgumentError, check_arguments
 
 from .helpers import make_tool

@@ -12,7 +12,6 @@ import httpx2
 import pytest
 from botocore.config import Config
 
-from ptc_mcp.bench.tokens import converse_usage
 from ptc_mcp.emulators.bedrock import (
     BedrockEmulator,
     ConverseError,
@@ -22,6 +21,7 @@ from ptc_mcp.emulators.bedrock import (
     text_block,
     tool_use_block,
 )
+from ptc_mcp.emulators.usage import converse_usage
 
 pytestmark = pytest.mark.anyio
 

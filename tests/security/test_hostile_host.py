@@ -22,11 +22,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ptc_mcp.audit import AuditLog
+from ptc_mcp.bench.synthetic import synthetic_tools
 from ptc_mcp.bridge import CallRecord, ToolBridge
 from ptc_mcp.budget import fair_share, fit_run
 from ptc_mcp.catalog.model import DownstreamTool
 from ptc_mcp.catalog.policy import ToolPolicy
-from ptc_mcp.catalog.synthetic import synthetic_tools
 from ptc_mcp.config import LimitsConfig
 from ptc_mcp.executor import ExecuteRequest, Executor
 from ptc_mcp.output import OutputCollector

@@ -3,9 +3,9 @@
 A task is data plus a checker, so users can measure their own workflows::
 
     from ptc_mcp.bench.tasks import Task
-    from ptc_mcp.agent.scripted import Answer, call, calls
+    from ptc_mcp.bench.scripted import Answer, call, calls
 
-    def traditional(t):                       # t: ptc_mcp.agent.scripted.Transcript
+    def traditional(t):                       # t: ptc_mcp.bench.scripted.Transcript
         if t.round == 0:
             return calls(call("crm.find_accounts", region="EMEA"))
         return Answer(f"{len(t.last[0].items)} accounts")
@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ptc_mcp.agent.scripted import Policy
+from ptc_mcp.bench.scripted import Policy
 
 __all__ = ["DEFAULT_TASKS", "Task", "load_tasks"]
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
-from ptc_mcp.agent.scripted import Answer, Step, Transcript, call, calls
+from ptc_mcp.bench.scripted import Answer, Step, Transcript, call, calls
 from ptc_mcp.bench.tasks import Task
 from ptc_mcp.examples import expenses_data as data
 
