@@ -131,32 +131,84 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    if args.bench == "latency":
-        from ptc_mcp.bench.latency import run_latency_bench
-
-        kinds = tuple(kind for kind in args.backends.split(",") if kind and kind != "none")
-        report: dict[str, Any] = anyio.run(run_latency_bench, args.runs or 300, args.output, kinds, args.rounds)
-    elif args.bench == "catalog":
-        from ptc_mcp.bench.catalog import run_catalog_bench
-
-        report = run_catalog_bench(json_output=args.json, output=args.output)
-    elif args.bench == "load":
-        from ptc_mcp.bench.load import run_load_bench
-
-        report = anyio.run(run_load_bench, args.clients, args.programs, args.calls, args.mode, args.output)
-    elif args.bench == "soak":
-        from ptc_mcp.bench.soak import run_soak_bench
-
-        report = anyio.run(run_soak_bench, args.runs or 10_000, args.sample_every, args.output)
-    elif args.bench == "tokens":
-        from ptc_mcp.bench.tokens import run_from_cli
-
-        report = run_from_cli(args)
-    else:  # pragma: no cover - argparse restricts the choices
-        return 2
+    report: dict[str, Any] = args.run_bench(args)
     if args.json:
         print(json.dumps(report, indent=2))
     return 0
+
+
+def _bench_latency(args: argparse.Namespace) -> dict[str, Any]:
+    from ptc_mcp.bench.latency import run_latency_bench
+
+    kinds = tuple(kind for kind in args.backends.split(",") if kind and kind != "none")
+    report: dict[str, Any] = anyio.run(run_latency_bench, args.runs, args.output, kinds, args.rounds)
+    return report
+
+
+def _bench_catalog(args: argparse.Namespace) -> dict[str, Any]:
+    from ptc_mcp.bench.catalog import run_catalog_bench
+
+    return run_catalog_bench(json_output=args.json, output=args.output)
+
+
+def _bench_load(args: argparse.Namespace) -> dict[str, Any]:
+    from ptc_mcp.bench.load import run_load_bench
+
+    report: dict[str, Any] = anyio.run(run_load_bench, args.clients, args.programs, args.calls, args.mode, args.output)
+    return report
+
+
+def _bench_soak(args: argparse.Namespace) -> dict[str, Any]:
+    from ptc_mcp.bench.soak import run_soak_bench
+
+    report: dict[str, Any] = anyio.run(run_soak_bench, args.runs, args.sample_every, args.output)
+    return report
+
+
+def _bench_tokens(args: argparse.Namespace) -> dict[str, Any]:
+    from ptc_mcp.bench.tokens import run_from_cli
+
+    return run_from_cli(args)
+
+
+def add_bench_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``ptc-mcp bench NAME``: one subcommand per benchmark, each with its own options."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--output", default="docs/benchmarks.md", help="markdown file whose section is rewritten")
+    common.add_argument("--json", action="store_true", help="print one JSON document")
+    bench = commands.add_parser("bench", help="benchmarks (results in docs/benchmarks.md)")
+    bench.set_defaults(func=cmd_bench)
+    benches = bench.add_subparsers(dest="bench", required=True, metavar="{latency,catalog,tokens,load,soak}")
+
+    latency = benches.add_parser("latency", parents=[common], help="round trips and nested calls per backend")
+    latency.add_argument("--runs", type=int, default=300, help="measured runs per series")
+    latency.add_argument("--backends", default="process,docker,agentcore", help="backends side by side ('none': skip)")
+    latency.add_argument("--rounds", type=int, default=20, help="interleaved rounds over the backends")
+    latency.set_defaults(run_bench=_bench_latency)
+
+    catalog = benches.add_parser("catalog", parents=[common], help="description size and search quality")
+    catalog.set_defaults(run_bench=_bench_catalog)
+
+    tokens = benches.add_parser("tokens", parents=[common], help="tokens per task: traditional vs ptc")
+    tokens.add_argument("--model", default="scripted", help="scripted (simulated) or bedrock:<model-id>")
+    tokens.add_argument("--tasks", help="tasks from path.py[:ATTR] or package.module[:ATTR]")
+    tokens.add_argument("--config", help="a config with the tasks' servers (default: built from the tasks)")
+    tokens.add_argument("--region", help="AWS region for --model bedrock:…")
+    tokens.add_argument("--endpoint-url", help="Bedrock Runtime endpoint (default: boto3's)")
+    tokens.add_argument("--sequential", action="store_true", help="one tool call per traditional model call")
+    tokens.set_defaults(run_bench=_bench_tokens)
+
+    load = benches.add_parser("load", parents=[common], help="many clients at once through one server")
+    load.add_argument("--clients", type=int, default=64, help="concurrent MCP clients")
+    load.add_argument("--programs", type=int, default=50, help="programs per client")
+    load.add_argument("--calls", type=int, default=10, help="nested tool calls per program")
+    load.add_argument("--mode", choices=["legacy", "auto"], default="legacy", help="the clients' protocol mode")
+    load.set_defaults(run_bench=_bench_load)
+
+    soak = benches.add_parser("soak", parents=[common], help="many runs in one session: memory and leaks")
+    soak.add_argument("--runs", type=int, default=10_000, help="runs")
+    soak.add_argument("--sample-every", type=int, default=500, help="sample the server every N runs")
+    soak.set_defaults(run_bench=_bench_soak)
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
@@ -204,29 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run the bundled expense-audit example end to end")
     demo.set_defaults(func=cmd_demo)
 
-    bench = commands.add_parser("bench", help="benchmarks")
-    bench.add_argument("bench", choices=["latency", "catalog", "tokens", "load", "soak"])
-    bench.add_argument(
-        "--runs", type=int, default=None, help="latency: measured runs per series (300); soak: runs (10000)"
-    )
-    bench.add_argument("--output", default="docs/benchmarks.md", help="markdown file to write (latency, catalog)")
-    bench.add_argument("--json", action="store_true", help="print one JSON document")
-    bench.add_argument(
-        "--backends", default="process,docker,agentcore", help="latency: backends side by side ('none': skip)"
-    )
-    bench.add_argument("--rounds", type=int, default=20, help="latency: interleaved rounds over the backends")
-    bench.add_argument("--model", default="scripted", help="tokens: scripted (simulated) or bedrock:<model-id>")
-    bench.add_argument("--tasks", help="tokens: tasks from path.py[:ATTR] or package.module[:ATTR]")
-    bench.add_argument("--config", help="tokens: a config with the tasks' servers (default: built from the tasks)")
-    bench.add_argument("--region", help="tokens: AWS region for --model bedrock:…")
-    bench.add_argument("--endpoint-url", help="tokens: Bedrock Runtime endpoint (default: boto3's)")
-    bench.add_argument("--clients", type=int, default=64, help="load: concurrent MCP clients")
-    bench.add_argument("--programs", type=int, default=50, help="load: programs per client")
-    bench.add_argument("--calls", type=int, default=10, help="load: nested tool calls per program")
-    bench.add_argument("--mode", choices=["legacy", "auto"], default="legacy", help="load: the clients' protocol mode")
-    bench.add_argument("--sample-every", type=int, default=500, help="soak: sample the server every N runs")
-    bench.add_argument("--sequential", action="store_true", help="tokens: one tool call per traditional model call")
-    bench.set_defaults(func=cmd_bench)
+    add_bench_parser(commands)
 
     chat = commands.add_parser("chat", help="talk to a Bedrock model that uses the config's MCP tools")
     chat.add_argument("--model", required=True, help="bedrock:<model-id>")

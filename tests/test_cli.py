@@ -113,3 +113,28 @@ def test_demo_runs_the_audit_end_to_end_and_exits_zero() -> None:
     for row in over_budget_engineers():
         assert f"({row['id']})" in done.stdout
     assert "answer checked against the ground truth" in done.stdout
+
+
+def test_each_bench_takes_only_its_own_options() -> None:
+    refused = ptc_mcp("bench", "latency", "--clients", "3")
+    assert refused.returncode == 2
+    assert "unrecognized arguments: --clients 3" in refused.stderr
+    help_text = ptc_mcp("bench", "soak", "--help").stdout
+    assert "--sample-every" in help_text and "--clients" not in help_text and "--model" not in help_text
+    missing = ptc_mcp("bench")
+    assert missing.returncode == 2 and "latency,catalog,tokens,load,soak" in missing.stderr
+
+
+def test_bench_defaults_belong_to_each_benchmark() -> None:
+    from ptc_mcp.cli import build_parser
+
+    assert build_parser().parse_args(["bench", "latency"]).runs == 300
+    assert build_parser().parse_args(["bench", "soak"]).runs == 10_000
+    tokens = build_parser().parse_args(["bench", "tokens", "--sequential", "--json", "--output", ""])
+    assert (tokens.bench, tokens.model, tokens.sequential, tokens.json, tokens.output) == (
+        "tokens",
+        "scripted",
+        True,
+        True,
+        "",
+    )
