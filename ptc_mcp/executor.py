@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from types import TracebackType
@@ -34,7 +35,14 @@ from ptc_mcp.errors import BusyError, ErrorType, RunLimitExceeded, SandboxFailur
 from ptc_mcp.interaction import ClientChannel, RunInteraction
 from ptc_mcp.output import OutputCollector, safe_text
 from ptc_mcp.results import RunError, RunResult, error_result
-from ptc_mcp.sandboxes.base import RunReport, RunRequest, SandboxBackend, SandboxSession, StreamName
+from ptc_mcp.sandboxes.base import (
+    RunReport,
+    RunRequest,
+    SandboxBackend,
+    SandboxSession,
+    StreamName,
+    ToolCallHandler,
+)
 from ptc_mcp.sandboxes.warm_pool import KeepsWarm
 from ptc_mcp.sessions import Session, SessionStore
 
@@ -54,6 +62,12 @@ class ExecuteRequest:
     timeout_s: float | None = None
     owner: str | None = None
     """The caller's identity, when the transport knows it: sessions are bound to it."""
+    caller_tools: tuple[str, ToolCallHandler] | None = None
+    """``(prefix, handler)``: the program's calls of tools named ``prefix…`` go to the caller's ``handler``, not
+    to the bridge (the proxy's client tools, answered by its HTTP client)."""
+    on_deadline: Callable[[anyio.CancelScope], None] | None = None
+    """Called with the run's time limit as it starts, so a caller whose tools wait on someone else can stop the
+    clock meanwhile (the proxy does not count the time its client takes to answer)."""
 
 
 class RunEvents(Protocol):
@@ -224,7 +238,9 @@ class Executor:
 
         tools = self.bridge.for_run(self.limits.max_tool_calls, interaction, audit_decision)
         snapshot = tools.snapshot
-        watched = _WatchedRun(tools, output, events, self.audit, session.handle, run_id, session.owner)
+        watched = _WatchedRun(
+            tools, output, events, self.audit, session.handle, run_id, session.owner, request.caller_tools
+        )
         run = RunRequest(
             run_id=run_id,
             code=request.code,
@@ -238,6 +254,8 @@ class Executor:
         finished = False
         try:
             with anyio.move_on_after(timeout_s) as deadline:
+                if request.on_deadline is not None:
+                    request.on_deadline(deadline)
                 try:
                     sandbox: SandboxSession = await session.ensure_sandbox(self.backend)
                     report = await sandbox.run(run, watched.call_tool, watched)
@@ -370,8 +388,10 @@ class _WatchedRun:
         session: str,
         run_id: str,
         caller: str | None = None,
+        caller_tools: tuple[str, ToolCallHandler] | None = None,
     ) -> None:
         self._tools = tools
+        self._caller_tools = caller_tools
         self._output = output
         self._events = events
         self._audit = audit
@@ -388,6 +408,8 @@ class _WatchedRun:
             self._events.output(stream, safe_text(text))
 
     async def call_tool(self, name: str, arguments: dict[str, Any]) -> Any:
+        if self._caller_tools is not None and name.startswith(self._caller_tools[0]):
+            return await self._caller_tools[1](name, arguments)
         if self._events is not None and name not in DISCOVERY:
             self._events.call_started(name)
         refusal = self._audit.refusal()

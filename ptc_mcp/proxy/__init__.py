@@ -6,7 +6,7 @@ Anthropic's API does. See docs/proxy.md.
 """
 
 from ptc_mcp.proxy.app import build_app
-from ptc_mcp.proxy.containers import ContainerRegistry, RunSettings
+from ptc_mcp.proxy.containers import ContainerRegistry
 from ptc_mcp.proxy.errors import ApiError
 from ptc_mcp.proxy.models import BedrockModels, ModelClient, ModelMap
 from ptc_mcp.proxy.serve import open_proxy, serve_proxy
@@ -19,7 +19,6 @@ __all__ = [
     "ModelClient",
     "ModelMap",
     "Proxy",
-    "RunSettings",
     "build_app",
     "open_proxy",
     "serve_proxy",

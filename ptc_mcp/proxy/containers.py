@@ -16,7 +16,6 @@ import re
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -24,14 +23,14 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
-from ptc_mcp.budget import fit_run
-from ptc_mcp.errors import ErrorType, RunLimitExceeded, SandboxFailure, ToolCallError
-from ptc_mcp.output import OutputCollector
+from ptc_mcp.bridge import CallRecord
+from ptc_mcp.errors import BusyError, ErrorType, ToolCallError
+from ptc_mcp.executor import ExecuteRequest, Executor
 from ptc_mcp.proxy.errors import ApiError, invalid
 from ptc_mcp.proxy.tools import CLIENT_CALL_PREFIX, ToolSet, client_prelude, prelude_key
 from ptc_mcp.proxy.translate import new_id
-from ptc_mcp.results import RunError
-from ptc_mcp.sandboxes.base import RunReport, RunRequest, SandboxBackend, SandboxSession, StreamName, ToolCallHandler
+from ptc_mcp.results import RunResult
+from ptc_mcp.sandboxes.base import StreamName
 
 log = logging.getLogger(__name__)
 
@@ -39,27 +38,8 @@ DEFAULT_IDLE_S = 270.0
 """Anthropic's containers expire after about 4.5 minutes idle."""
 EXPIRY_GRACE_S = 10.0
 """After expiry, how long a run may go on (handling its ``TimeoutError``) before its sandbox is killed."""
-REAP_INTERVAL_S = 1.0
+EXPIRY_CHECK_S = 1.0
 TOMBSTONES = 10_000
-
-ServerTools = Callable[[], tuple[ToolCallHandler, dict[str, Any], str]]
-"""A new run's handler for MCP tools (``server.tool``, ``@search``), its runtime catalog and catalog version."""
-
-
-def no_server_tools() -> tuple[ToolCallHandler, dict[str, Any], str]:
-    async def refuse(name: str, arguments: dict[str, Any]) -> Any:
-        raise ToolCallError("tool_error", f"no tool {name!r} here")
-
-    return refuse, {"servers": []}, "none"
-
-
-@dataclass(frozen=True)
-class RunSettings:
-    timeout_s: float = 60.0
-    """Wall-clock limit of one code execution, not counting the time the client takes to answer tool calls."""
-    max_output_bytes: int = 32768
-    settle_s: float = 0.05
-    """How long a program must stay quiet, blocked only on client calls, before the run pauses."""
 
 
 @dataclass(eq=False)
@@ -113,20 +93,8 @@ class RunOutcome:
         }
 
 
-class _Output(OutputCollector):
-    """The run's output; every chunk is activity (a program that prints is not waiting)."""
-
-    def __init__(self, cap: int, run: ProgramRun) -> None:
-        super().__init__(cap)
-        self._run = run
-
-    def write(self, stream: StreamName, text: str) -> None:
-        super().write(stream, text)
-        self._run._activity()
-
-
 class ProgramRun:
-    """One code execution (one ``server_tool_use``) in a container."""
+    """One code execution (one ``server_tool_use``) in a container, run by the executor; also its ``RunEvents``."""
 
     def __init__(self, container: Container, tool_use_id: str, code: str, toolset: ToolSet) -> None:
         self.container = container
@@ -139,6 +107,7 @@ class ProgramRun:
         self.outstanding: dict[str, ClientCall] = {}
         """Calls handed to the client and not answered yet."""
         self._server_calls = 0
+        """MCP server calls in flight: a run waiting on one of those is not paused on the client."""
         self._last_activity = time.monotonic()
         self._changed = anyio.Event()
         self._scope: anyio.CancelScope | None = None
@@ -160,71 +129,64 @@ class ProgramRun:
         self._changed.set()
         self._changed = anyio.Event()
 
+    # -- RunEvents: output and downstream calls are activity (a program that prints is not waiting) ---------------
+
+    def output(self, stream: StreamName, text: str) -> None:
+        self._activity()
+
+    def call_started(self, tool: str) -> None:
+        self._server_calls += 1
+        self._activity()
+
+    def call_finished(self, record: CallRecord) -> None:
+        self._server_calls = max(self._server_calls - 1, 0)
+        self._activity()
+
+    def _on_deadline(self, scope: anyio.CancelScope) -> None:
+        self._scope = scope
+
     # -- the run itself (a task in the registry's task group) -----------------------------------------------------
 
-    async def main(self, settings: RunSettings, server_tools: ServerTools) -> None:
-        container = self.container
-        output = _Output(settings.max_output_bytes, self)
-        handler, catalog, version = server_tools()
-
-        async def call_tool(name: str, arguments: dict[str, Any]) -> Any:
-            self._activity()
-            if name.startswith(CLIENT_CALL_PREFIX):
-                return await self._client_call(name[len(CLIENT_CALL_PREFIX) :], arguments)
-            self._server_calls += 1
-            try:
-                return await handler(name, arguments)
-            finally:
-                self._server_calls -= 1
-                self._activity()
-
-        report: RunReport | None = None
-        failure: RunOutcome | None = None
+    async def main(self, executor: Executor) -> None:
+        result: RunResult | None = None
         try:
-            with anyio.CancelScope() as scope:
-                self._scope = scope
-                scope.deadline = anyio.current_time() + settings.timeout_s
-                sandbox = await container.ensure_sandbox()
-                key = prelude_key(self.toolset)
-                if container.prelude_key != key:
-                    prelude = await sandbox.run(
-                        self._request(client_prelude(self.toolset), catalog, version, settings),
-                        call_tool,
-                        OutputCollector(settings.max_output_bytes),
-                    )
-                    if not prelude.ok:
-                        raise SandboxFailure(f"binding the client tools failed: {prelude.message}")
-                    container.prelude_key = key
-                report = await sandbox.run(self._request(self.code, catalog, version, settings), call_tool, output)
-            if scope.cancelled_caught:
-                failure = RunOutcome("", "", 1, error_code="execution_time_exceeded")
-        except RunLimitExceeded as exc:
-            failure = RunOutcome(output.text("stdout"), _join(output.text("stderr"), exc.message), 1)
-        except SandboxFailure as exc:
-            log.warning("sandbox failure in container %s: %s", container.id[:16], exc)
-            failure = RunOutcome(output.text("stdout"), _join(output.text("stderr"), str(exc)), 1)
+            result = await self._bind_client_tools(executor)
+            if result is None:
+                request = ExecuteRequest(
+                    code=self.code,
+                    session=self.container.session,
+                    owner=self.container.owner,
+                    caller_tools=(CLIENT_CALL_PREFIX, self._client_call),
+                    on_deadline=self._on_deadline,
+                )
+                result = await executor.execute(request, self)
         finally:
-            if report is None:
-                with anyio.CancelScope(shield=True):
-                    await container.discard_sandbox()
-                if failure is None:
-                    failure = RunOutcome("", "", 1, error_code="unavailable")
             for call in list(self.outstanding.values()) + self.fresh:
                 call.fail("cancelled", "the program ended")
-            self.outcome = failure or _outcome(report, output, settings.max_output_bytes)
-            container.touch()
+            self.outcome = _outcome(result) if result is not None else RunOutcome("", "", 1, error_code="unavailable")
+            self.container.touch()
             self._notify()
 
-    def _request(self, code: str, catalog: dict[str, Any], version: str, settings: RunSettings) -> RunRequest:
-        return RunRequest(
-            run_id=secrets.token_hex(8),
-            code=code,
-            catalog=catalog,
-            catalog_version=version,
-            max_output_bytes=settings.max_output_bytes,
-        )
+    async def _bind_client_tools(self, executor: Executor) -> RunResult | None:
+        """Run the prelude when the session's interpreter lacks this toolset's client tools; its failure or ``None``."""
+        container = self.container
+        key = prelude_key(self.toolset)
+        session = executor.sessions.get(container.session, container.owner)
+        if session is not None and container.prelude_key == key and session.sandbox is container.prelude_sandbox:
+            return None
+        request = ExecuteRequest(code=client_prelude(self.toolset), session=container.session, owner=container.owner)
+        bound = await executor.execute(request)
+        if bound.status != "ok":
+            if bound.error is not None and bound.error.type not in _ERROR_CODES:
+                bound.error.message = f"binding the client tools failed: {bound.error.message}"
+            return bound
+        container.prelude_key = key
+        container.prelude_sandbox = session.sandbox if session is not None else None
+        return None
 
     async def _client_call(self, name: str, arguments: dict[str, Any]) -> Any:
+        self._activity()
+        name = name[len(CLIENT_CALL_PREFIX) :]
         tool = self.toolset.by_name(name)
         if tool is None or not tool.programmatic:
             raise ToolCallError("tool_error", f"{name!r} may not be called from code execution")
@@ -298,26 +260,35 @@ def _join(first: str, second: str) -> str:
     return f"{first.rstrip(chr(10))}\n{second}" if first else second
 
 
-def _outcome(report: RunReport | None, output: OutputCollector, cap: int) -> RunOutcome:
-    """What the client sees, within one output budget for the output and the error together (ptc_mcp.budget)."""
-    if report is None or report.ok:
-        fitted = fit_run(cap, output, None, None, None)
-        return RunOutcome(fitted.stdout, fitted.stderr, 0)
-    failed = RunError(type="program_error", message=report.message or "the program failed", traceback=report.traceback)
-    fitted = fit_run(cap, output, None, None, failed)
-    error = fitted.error or failed
-    return RunOutcome(fitted.stdout, _join(fitted.stderr, error.traceback or error.message), 1)
+_ERROR_CODES: dict[str, str] = {
+    "timeout": "execution_time_exceeded",
+    "busy": "too_many_requests",
+    "invalid_input": "invalid_tool_input",
+}
+"""Failures of the execution itself (no output then), as Anthropic's ``code_execution_tool_result_error``."""
+
+
+def _outcome(result: RunResult) -> RunOutcome:
+    error = result.error
+    if error is None:
+        return RunOutcome(result.stdout, result.stderr, 0)
+    if error.type in _ERROR_CODES:
+        return RunOutcome("", "", 1, error_code=_ERROR_CODES[error.type])
+    return RunOutcome(result.stdout, _join(result.stderr, error.traceback or error.message or "the program failed"), 1)
 
 
 class Container:
-    """One container: a sandbox interpreter whose variables persist across code executions, and an expiry."""
+    """One container: an executor session whose variables persist across code executions, and an expiry."""
 
-    def __init__(self, registry: ContainerRegistry, container_id: str, owner: str | None) -> None:
+    def __init__(self, registry: ContainerRegistry, container_id: str, session: str, owner: str | None) -> None:
         self.registry = registry
         self.id = container_id
+        self.session = session
+        """The executor's session handle: its interpreter, owner, and the lock that serializes its runs."""
         self.owner = owner
-        self.sandbox: SandboxSession | None = None
         self.prelude_key: str | None = None
+        self.prelude_sandbox: object | None = None
+        """The interpreter the client tools were bound in (a fresh one after a crash or timeout needs them again)."""
         self.run: ProgramRun | None = None
         """The run that is paused (or still going); ``None`` between code executions."""
         self.lock = anyio.Lock()
@@ -336,18 +307,6 @@ class Container:
         """The ``container`` object of a response."""
         return {"id": self.id, "expires_at": self.expires_at_iso}
 
-    async def ensure_sandbox(self) -> SandboxSession:
-        if self.sandbox is None or not self.sandbox.alive:
-            await self.discard_sandbox()
-            self.sandbox = await self.registry.backend.start_session()
-        return self.sandbox
-
-    async def discard_sandbox(self) -> None:
-        sandbox, self.sandbox = self.sandbox, None
-        self.prelude_key = None
-        if sandbox is not None:
-            await sandbox.aclose()
-
     def start_run(self, tool_use_id: str, code: str, toolset: ToolSet) -> ProgramRun:
         run = ProgramRun(self, tool_use_id, code, toolset)
         self.run = run
@@ -356,23 +315,20 @@ class Container:
 
 
 class ContainerRegistry:
-    """Every container of this proxy instance, kept in memory; an async context manager (runs and the reaper)."""
+    """Container ids → the executor's sessions, with Anthropic's expiry; an async context manager (runs, expiry).
+
+    Sessions (interpreters, owners, the least-recently-used eviction) are the executor's; runs go through
+    ``Executor.execute`` (admission, queue, ``busy``, limits, audit). What is the proxy's own: container ids a
+    router can read, the idle expiry that times out calls the client never answered, and "expired" messages.
+    """
 
     def __init__(
-        self,
-        backend: SandboxBackend,
-        *,
-        settings: RunSettings | None = None,
-        server_tools: ServerTools = no_server_tools,
-        idle_s: float = DEFAULT_IDLE_S,
-        max_containers: int = 64,
-        instance: str = "",
+        self, executor: Executor, *, settle_s: float = 0.05, idle_s: float = DEFAULT_IDLE_S, instance: str = ""
     ) -> None:
-        self.backend = backend
-        self.settings = settings or RunSettings()
-        self.server_tools = server_tools
+        self.executor = executor
+        self.settle_s = settle_s
+        """How long a program must stay quiet, blocked only on client calls, before the run pauses."""
         self.idle_s = idle_s
-        self.max_containers = max_containers
         if instance and not re.fullmatch(r"[A-Za-z0-9-]{1,32}", instance):
             raise ValueError(f"instance tag {instance!r}: use 1-32 letters, digits or '-'")
         self.instance = instance
@@ -384,7 +340,7 @@ class ContainerRegistry:
     async def __aenter__(self) -> ContainerRegistry:
         self._tasks = anyio.create_task_group()
         await self._tasks.__aenter__()
-        self._tasks.start_soon(self._reap)
+        self._tasks.start_soon(self._expire_idle)
         return self
 
     async def __aexit__(self, *exc_info: Any) -> None:
@@ -403,21 +359,27 @@ class ContainerRegistry:
     def start(self, run: ProgramRun) -> None:
         if self._tasks is None:
             raise RuntimeError("the container registry is not running")
-        self._tasks.start_soon(run.main, self.settings, self.server_tools)
+        self._tasks.start_soon(run.main, self.executor)
 
     async def create(self, owner: str | None) -> Container:
-        if len(self._containers) >= self.max_containers:
-            await self._evict_one()
+        try:
+            session = await self.executor.sessions.create(owner)
+        except BusyError as exc:
+            raise ApiError("overloaded_error", f"{exc}; try again shortly") from None
         tag = f"{self.instance}_" if self.instance else ""
-        container = Container(self, f"container_{tag}{secrets.token_hex(20)}", owner)
+        container = Container(self, f"container_{tag}{secrets.token_hex(20)}", session.handle, owner)
         self._containers[container.id] = container
         return container
 
     def get(self, container_id: str, owner: str | None) -> Container:
         """The live container, or ``ApiError`` saying it has expired or never existed (for this caller)."""
         container = self._containers.get(container_id)
-        if container is not None and not secrets.compare_digest(container.owner or "", owner or ""):
-            container = None  # another caller's container: as if it did not exist
+        sessions = self.executor.sessions
+        if container is not None and sessions.get(container.session, owner) is None:
+            if sessions.get(container.session, container.owner) is None:  # the executor evicted its session
+                self._forget(container)
+                self._tasks_start(self._close, container)
+            container = None  # or another caller's container: as if it did not exist
         if container is not None and container.expires_at > time.time():
             return container
         if container is not None or container_id in self._tombstones:
@@ -431,22 +393,19 @@ class ContainerRegistry:
             hint = " (it may belong to another proxy instance: route requests by container id, see docs/proxy.md)"
         raise ApiError("not_found_error", f"container {container_id!r} was not found{hint}")
 
-    async def _evict_one(self) -> None:
-        idle = [c for c in self._containers.values() if c.run is None and not c.lock.locked()]
-        if not idle:
-            raise ApiError("overloaded_error", f"all {self.max_containers} containers are in use; try again shortly")
-        await self._close(min(idle, key=lambda c: c.expires_at))
+    def _tasks_start(self, func: Any, *args: Any) -> None:
+        if self._tasks is not None:
+            self._tasks.start_soon(func, *args)
 
-    async def _reap(self) -> None:
+    async def _expire_idle(self) -> None:
         while True:
-            await anyio.sleep(REAP_INTERVAL_S)
+            await anyio.sleep(EXPIRY_CHECK_S)
             now = time.time()
             for container in list(self._containers.values()):
                 if container.expires_at <= now and not container.lock.locked() and not container.expired:
                     container.expired = True
                     self._forget(container)
-                    assert self._tasks is not None
-                    self._tasks.start_soon(self._expire, container)
+                    self._tasks_start(self._expire, container)
 
     async def _expire(self, container: Container) -> None:
         run = container.run
@@ -468,7 +427,7 @@ class ContainerRegistry:
         if run is not None and not run.done:
             run.time_out_calls("the container was closed")
         with anyio.CancelScope(shield=True):
-            await container.discard_sandbox()
+            await self.executor.sessions.close(container.session)
         log.info("container %s closed", container.id[:24])
 
 
@@ -478,5 +437,4 @@ __all__ = [
     "ContainerRegistry",
     "ProgramRun",
     "RunOutcome",
-    "RunSettings",
 ]

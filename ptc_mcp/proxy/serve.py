@@ -1,4 +1,4 @@
-"""Starting the proxy: config → sandbox backend (and MCP servers) → containers → the ASGI app → uvicorn."""
+"""Starting the proxy: config → ptc-mcp's app (executor, MCP servers) → containers → the ASGI app → uvicorn."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from starlette.applications import Starlette
 
 from ptc_mcp.config import Config
 from ptc_mcp.proxy.app import build_app
-from ptc_mcp.proxy.containers import DEFAULT_IDLE_S, ContainerRegistry, RunSettings
+from ptc_mcp.proxy.containers import DEFAULT_IDLE_S, ContainerRegistry
 from ptc_mcp.proxy.models import BedrockModels, ModelClient, ModelMap
 from ptc_mcp.proxy.turn import Proxy
-from ptc_mcp.sandboxes.base import SandboxBackend, ToolCallHandler
+from ptc_mcp.sandboxes.base import SandboxBackend
 
 log = logging.getLogger(__name__)
 
@@ -35,32 +35,16 @@ async def open_proxy(
 ) -> AsyncIterator[tuple[Proxy, Starlette]]:
     """A running proxy and its app. Programs can also call the config's MCP servers (``server.tool``)."""
     from ptc_mcp.app import open_app
-    from ptc_mcp.approvals import Decision
 
+    # A container keeps its variables between code executions: the proxy always needs the executor's sessions.
+    config = config.model_copy(update={"sandbox": config.sandbox.model_copy(update={"stateless": False})})
     async with open_app(config, backend=backend, allow_unisolated=allow_unisolated) as app:
         bridge = app.bridge
-
-        def audit_decision(tool: str, decision: Decision, why: str | None) -> None:
-            app.executor.audit.approval(session="", run_id="proxy", tool=tool, decision=decision, reason=why)
-
-        def server_tools() -> tuple[ToolCallHandler, dict[str, Any], str]:
-            # The Messages API has no way to ask the user mid-program: calls that need approval are denied, and
-            # downstream servers' elicitation and sampling requests get an error answer (docs/proxy.md).
-            tools = bridge.for_run(config.limits.max_tool_calls, on_decision=audit_decision)
-            return tools, tools.snapshot.runtime_catalog, tools.snapshot.version
-
+        # The Messages API has no way to ask the user mid-program: runs get no client channel, so calls that need
+        # approval are denied (and audited by the executor) and downstream servers' elicitation and sampling
+        # requests get an error answer (docs/proxy.md).
         has_servers = bool(bridge.snapshot.tools)
-        settings = RunSettings(
-            timeout_s=config.limits.timeout_s, max_output_bytes=config.limits.max_output_bytes, settle_s=settle_s
-        )
-        registry = ContainerRegistry(
-            app.backend,
-            settings=settings,
-            server_tools=server_tools,
-            idle_s=container_idle_s,
-            max_containers=config.sandbox.max_sessions,
-            instance=instance,
-        )
+        registry = ContainerRegistry(app.executor, settle_s=settle_s, idle_s=container_idle_s, instance=instance)
         async with registry:
             proxy = Proxy(
                 models=models,

@@ -230,7 +230,7 @@ class TurnRunner:
         return await self._settle(run)
 
     async def _settle(self, run: ProgramRun) -> bool:
-        calls = await run.settle(self.proxy.registry.settings.settle_s)
+        calls = await run.settle(self.proxy.registry.settle_s)
         if calls is None:
             assert run.outcome is not None
             run.container.run = None

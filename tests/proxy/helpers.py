@@ -68,6 +68,7 @@ async def open_rig(
     instance: str = "",
     servers: dict[str, Any] | None = None,
     tools: dict[str, Any] | None = None,
+    audit: dict[str, Any] | None = None,
 ) -> AsyncIterator[Rig]:
     emulator = BedrockEmulator(_FunctionModel(model))
     async with run_emulator(emulator) as endpoint_url:
@@ -78,7 +79,13 @@ async def open_rig(
             aws_access_key_id="test",
             aws_secret_access_key="test",
         )
-        config = test_config(servers or {}, limits=limits or {}, sandbox={"allow_unisolated": True}, tools=tools or {})
+        config = test_config(
+            servers or {},
+            limits=limits or {},
+            sandbox={"allow_unisolated": True},
+            tools=tools or {},
+            audit=audit or {"enabled": False},
+        )
         async with (
             open_proxy(
                 config,
