@@ -43,7 +43,7 @@ async def test_proxy_runs_appear_in_the_audit_trail(tmp_path: Path) -> None:
 
 
 async def test_a_flood_of_proxy_requests_keeps_to_max_concurrent_runs() -> None:
-    code = "import time\ntime.sleep(2)\nprint('done')"
+    code = "import time\ntime.sleep(3)\nprint('done')"
     limits = {"max_concurrent_runs": 2, "max_queued_runs": 1}
     async with open_rig(code_then_answer(code), limits=limits) as rig:
         executor = rig.proxy.registry.executor
