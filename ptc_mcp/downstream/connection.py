@@ -156,6 +156,11 @@ class DownstreamServer:
         """Make sure a connection is open; raises ``ToolCallError`` when the server cannot be reached."""
         await self._ensure_link()
 
+    async def aclose_connection(self) -> None:
+        """Close the current connection (a stdio server is stopped); the next call reconnects."""
+        if self._link is not None:
+            self._drop(self._link)
+
     async def refresh_tools(self) -> tuple[types.Tool, ...]:
         """List the tools again (connecting first if needed) and return them."""
         link = await self._ensure_link()
