@@ -14,7 +14,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PrivateAttr,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ptc_mcp.errors import ConfigError
 from ptc_mcp.remote.settings import RemoteConfig
@@ -107,7 +117,7 @@ ServerConfig = Annotated[
 class SandboxConfig(_Strict):
     """Which sandbox backend runs programs, and its settings."""
 
-    kind: Literal["auto", "process", "docker", "agentcore"] = "auto"
+    kind: Literal["auto", "process", "srt", "docker", "agentcore"] = "auto"
     allow_unisolated: bool = False
     """Run programs in a plain child process when no isolation is available. Off by default: say so explicitly."""
     stateless: bool = False
@@ -125,6 +135,8 @@ class SandboxConfig(_Strict):
     """A warm interpreter unused for this long is replaced by a fresh one."""
     docker: dict[str, Any] = Field(default_factory=dict)
     agentcore: dict[str, Any] = Field(default_factory=dict)
+    srt: dict[str, Any] = Field(default_factory=dict)
+    """Settings of the ``srt`` backend (Anthropic's sandbox-runtime): ``{"command": "srt"}``."""
 
 
 class LimitsConfig(_Strict):
@@ -179,6 +191,12 @@ class Config(_Strict):
     """How ``serve --transport http|sse`` faces a network (``ptc_mcp.remote.settings``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    _source: Path | None = PrivateAttr(default=None)
+
+    @property
+    def source(self) -> Path | None:
+        """The file this config was read from (``None`` for an inline config): sandboxes must not read it."""
+        return self._source
 
     @field_validator("mcp_servers")
     @classmethod
@@ -236,4 +254,6 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> C
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
-    return parse_config(data, environ)
+    config = parse_config(data, environ)
+    config._source = Path(path).resolve()
+    return config

@@ -1,14 +1,15 @@
 """Sandbox backends, chosen by ``sandbox.kind`` and imported lazily.
 
-``process`` (bubblewrap when present), ``docker`` and ``agentcore`` implement ``SandboxBackend``
-(see ``base.py``). ``auto`` picks the best isolated one available; with none, it refuses unless the config opts
-in to unisolated code.
+``process`` (bubblewrap when present), ``srt`` (Anthropic's sandbox-runtime), ``docker`` and ``agentcore``
+implement ``SandboxBackend`` (see ``base.py``). ``auto`` picks the best isolated one available (``process`` with
+bubblewrap, else ``srt``, else ``docker``); with none, it refuses unless the config opts in to unisolated code.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
+import sys
 
 from ptc_mcp.config import Config
 from ptc_mcp.errors import SandboxUnavailableError
@@ -54,6 +55,10 @@ def create_backend(config: Config, *, allow_unisolated: bool | None = None) -> S
     process = _load("process", config)
     if process.isolated:
         return process
+    try:
+        return _load("srt", config)  # macOS and Windows have no bubblewrap; srt uses their own mechanisms
+    except SandboxUnavailableError as exc:
+        srt_reason = str(exc)
     docker_reason = "the docker extra is not installed"
     try:
         docker = _load("docker", config)
@@ -66,13 +71,23 @@ def create_backend(config: Config, *, allow_unisolated: bool | None = None) -> S
         log.warning("no isolated sandbox is available: running programs UNISOLATED (sandbox.allow_unisolated)")
         return process
     raise SandboxUnavailableError(
-        _refusal("auto", f"{getattr(process, 'bubblewrap_reason', '')}; docker: {docker_reason}")
+        _refusal("auto", f"{getattr(process, 'bubblewrap_reason', '')}; srt: {srt_reason}; docker: {docker_reason}")
     )
 
 
 def _refusal(kind: str, reason: str) -> str:
     return (
-        f"no isolated sandbox is available for sandbox.kind={kind!r} ({reason}). Install bubblewrap "
-        '(apt-get install bubblewrap) or Docker (pip install "ptc-mcp[docker]" and a running engine), or set '
+        f"no isolated sandbox is available for sandbox.kind={kind!r} ({reason}). Install {_what_to_install()} "
+        'or Docker (pip install "ptc-mcp[docker]" and a running engine), or set '
         '"sandbox": {"allow_unisolated": true} to run programs without isolation at your own risk.'
     )
+
+
+def _what_to_install() -> str:
+    """The daemon-free sandbox for this operating system."""
+    srt = "Anthropic's sandbox-runtime (npm install -g @anthropic-ai/sandbox-runtime"
+    if sys.platform == "darwin":
+        return f"{srt}; brew install ripgrep)"
+    if sys.platform == "win32":
+        return f"{srt}; then srt windows-install)"
+    return f"bubblewrap (apt-get install bubblewrap), {srt}; apt-get install bubblewrap socat ripgrep)"

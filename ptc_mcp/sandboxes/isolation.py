@@ -27,7 +27,7 @@ import time
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ptc_mcp.errors import SandboxUnavailableError
 from ptc_mcp.sandboxes.base import SandboxLimits
@@ -37,6 +37,7 @@ from ptc_mcp.sandboxes.limits import resource_limits, wrap_argv
 __all__ = [
     "SESSION_UIDS",
     "LaunchSpec",
+    "LaunchWrapper",
     "bubblewrap_status",
     "cleanup_launch",
     "default_scratch_root",
@@ -299,25 +300,43 @@ def _remove_tree(path: Path) -> None:
 # --- planning -------------------------------------------------------------------------------------------------
 
 
+class LaunchWrapper(Protocol):
+    """Another sandbox around the interpreter (``srt``), used by ``plan_launch`` instead of bubblewrap."""
+
+    extra_tasks: int
+    """Tasks of the wrapper that share the interpreter's user namespace and uid (they count against RLIMIT_NPROC)."""
+
+    def wrap(self, command: list[str], scratch: Path, user: int | None) -> tuple[list[str], str]:
+        """(argv that runs ``command`` inside the wrapper, a description); may write per-session files to
+        ``scratch``, which is the sandbox's only writable host directory and its cwd, HOME and TMPDIR."""
+        ...
+
+    def search_path(self) -> str:
+        """``PATH`` for the launch: the wrapper's own programs must be found on it."""
+        ...
+
+
 def plan_launch(
     python_argv: list[str],
     limits: SandboxLimits,
     *,
     use_bubblewrap: bool | None = None,
     scratch_root: Path | None = None,
+    wrapper: LaunchWrapper | None = None,
 ) -> LaunchSpec:
     """Decide how to start ``python_argv`` (e.g. ``["python3", "-I", "-u", "-c", BOOTSTRAP]``) in a sandbox.
 
     ``use_bubblewrap``: ``None`` uses it when usable, ``True`` requires it (``SandboxUnavailableError`` naming the
     reason otherwise), ``False`` never uses it. The interpreter is resolved on ``SAFE_PATH``; when the server is
     root and the given interpreter lies where an unprivileged uid cannot reach (``/root/...``), the system
-    ``python3`` is used instead. Call ``cleanup_launch`` when done, even if the process never started.
+    ``python3`` is used instead. ``wrapper`` (``srt``) replaces bubblewrap. Call ``cleanup_launch`` when done, even
+    if the process never started.
     """
     if not python_argv:
         raise ValueError("python_argv is empty")
     bwrap: Bubblewrap | None = None
     reason = "not requested"
-    if use_bubblewrap is not False:
+    if use_bubblewrap is not False and wrapper is None:
         bwrap, reason = _detect_bubblewrap()
         if bwrap is None and use_bubblewrap:
             raise SandboxUnavailableError(reason)
@@ -329,7 +348,14 @@ def plan_launch(
         interpreter, prefix_dirs, note = _choose_interpreter(python_argv[0], other_user=root_server)
         scratch = _make_scratch_dir(scratch_root, user)
         command = [interpreter, *python_argv[1:]]
-        if bwrap is not None:
+        path = SAFE_PATH
+        if wrapper is not None:
+            # The prelude runs inside the wrapper's innermost user namespace: RLIMIT_NPROC counts its tasks there.
+            rlimits = resource_limits(limits, nproc=limits.max_processes + wrapper.extra_tasks)
+            argv, what = wrapper.wrap(wrap_argv(interpreter, command, rlimits), scratch, user)
+            home = str(scratch)
+            path = wrapper.search_path()
+        elif bwrap is not None:
             # bwrap's pid-1 reaper is a task of the namespace too.
             rlimits = resource_limits(limits, nproc=limits.max_processes + 1)
             inner = wrap_argv(interpreter, command, rlimits)
@@ -352,7 +378,7 @@ def plan_launch(
             home = str(scratch)
             what = f"plain process, NOT isolated (bubblewrap: {reason})"
         env = {
-            "PATH": SAFE_PATH,
+            "PATH": path,
             "LANG": "C.UTF-8",
             "HOME": home,
             "TMPDIR": home,
@@ -369,7 +395,7 @@ def plan_launch(
             user=user,
             group=user,
             scratch_dir=scratch,
-            isolated=bwrap is not None,
+            isolated=bwrap is not None or wrapper is not None,
             description=f"{what}; {who}; interpreter {interpreter}{note}",
             session_user=user is not None,
         )

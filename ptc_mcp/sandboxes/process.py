@@ -20,7 +20,13 @@ from ptc_mcp.config import Config
 from ptc_mcp.errors import SandboxFailure, raise_from_group
 from ptc_mcp.sandboxes import sandbox_limits
 from ptc_mcp.sandboxes.base import OutputSink, RunReport, RunRequest, SandboxLimits, ToolCallHandler
-from ptc_mcp.sandboxes.isolation import LaunchSpec, bubblewrap_status, plan_launch, reap_stale_scratch_dirs
+from ptc_mcp.sandboxes.isolation import (
+    LaunchSpec,
+    LaunchWrapper,
+    bubblewrap_status,
+    plan_launch,
+    reap_stale_scratch_dirs,
+)
 from ptc_mcp.sandboxes.raw_output import RawOutput
 from ptc_mcp.sandboxes.stream import PYTHON_ARGS, RuntimeChannel
 from ptc_mcp.sandboxes.warm_pool import WarmPool
@@ -109,7 +115,7 @@ class ProcessSession:
 
 
 class ProcessBackend:
-    """Starts ``ProcessSession``s; isolated when bubblewrap works here."""
+    """Starts ``ProcessSession``s; isolated when bubblewrap works here (or inside a ``wrapper``: see ``srt``)."""
 
     kind = "process"
 
@@ -121,10 +127,15 @@ class ProcessBackend:
         python: str | None = None,
         warm_pool: int = 0,
         warm_max_age_s: float = 300.0,
+        wrapper: LaunchWrapper | None = None,
     ) -> None:
         self._limits = limits
-        usable, self.bubblewrap_reason = bubblewrap_status()
-        self._use_bubblewrap = usable if use_bubblewrap is None else use_bubblewrap
+        self._wrapper = wrapper
+        if wrapper is None:
+            usable, self.bubblewrap_reason = bubblewrap_status()
+            self._use_bubblewrap = usable if use_bubblewrap is None else use_bubblewrap
+        else:
+            self.bubblewrap_reason, self._use_bubblewrap = "not used: another sandbox wraps the interpreter", False
         self.isolated = self._use_bubblewrap
         # The real interpreter, not a venv shim: the sandbox sees neither the venv nor the server's packages.
         self._python = python or os.path.realpath(sys.executable)
@@ -143,7 +154,9 @@ class ProcessBackend:
 
     async def _start_cold(self) -> ProcessSession:
         spec = await anyio.to_thread.run_sync(
-            lambda: plan_launch([self._python, *PYTHON_ARGS], self._limits, use_bubblewrap=self._use_bubblewrap)
+            lambda: plan_launch(
+                [self._python, *PYTHON_ARGS], self._limits, use_bubblewrap=self._use_bubblewrap, wrapper=self._wrapper
+            )
         )
         try:
             process = await anyio.open_process(spec.argv, **spec.process_kwargs())
