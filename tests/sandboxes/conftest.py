@@ -87,6 +87,21 @@ async def process_backend() -> AsyncIterator[BackendUnderTest]:
         await backend.aclose()
 
 
+@asynccontextmanager
+async def srt_backend() -> AsyncIterator[BackendUnderTest]:
+    """The srt backend (Anthropic's sandbox-runtime); its sessions are process sessions, watched the same way."""
+    from ptc_mcp.sandboxes.srt import srt_status
+
+    usable, reason = await anyio.to_thread.run_sync(srt_status)
+    if not usable:
+        pytest.skip(f"srt is not usable here: {reason}")
+    backend = create_backend(Config.model_validate({"sandbox": {"kind": "srt", "warm_pool": 0}}))
+    try:
+        yield BackendUnderTest("srt", backend, _process_watch, _process_kill_from_outside)
+    finally:
+        await backend.aclose()
+
+
 def _unavailable(kind: str, extra_module: str) -> str | None:
     if importlib.util.find_spec(f"ptc_mcp.sandboxes.{kind}") is None:
         return f"ptc_mcp.sandboxes.{kind} does not exist yet"
@@ -192,12 +207,13 @@ async def agentcore_backend() -> AsyncIterator[BackendUnderTest]:
 
 BACKENDS: dict[str, BackendFactory] = {
     "process": process_backend,
+    "srt": srt_backend,
     "docker": docker_backend,
     "agentcore": agentcore_backend,
 }
 """kind → async factory; each test of the conformance suite runs once per entry."""
 
-_MARKS = {"docker": [pytest.mark.docker], "process": [pytest.mark.bubblewrap]}
+_MARKS = {"docker": [pytest.mark.docker], "process": [pytest.mark.bubblewrap], "srt": [pytest.mark.srt]}
 
 
 @pytest.fixture(params=[pytest.param(kind, marks=_MARKS.get(kind, [])) for kind in BACKENDS])

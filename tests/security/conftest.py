@@ -145,6 +145,8 @@ _outcomes: dict[str, Counter[str]] = {}
 LATENCIES: dict[str, list[float]] = {}
 """Latencies of other requests measured while hostile-data attacks ran, per ``transport/backend`` (reported at the
 end, test_hostile_data.py)."""
+_not_holding: dict[str, dict[str, str]] = {}
+"""kind → {case name: why it cannot hold under that backend's model} (see ``not_under``)."""
 
 
 def _backend_of(item_or_report: Any) -> str:
@@ -184,6 +186,9 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
                 f"{ordered[len(ordered) // 2] * 1000:.0f} ms, p99 {ordered[int(len(ordered) * 0.99)] * 1000:.0f} ms, "
                 f"max {ordered[-1] * 1000:.0f} ms"
             )
+    for kind, cases in _not_holding.items():
+        for name, reason in sorted(cases.items()):
+            terminalreporter.write_line(f"{kind:>10}: does not hold under {kind}'s model: {name}: {reason}")
 
 
 # --- the harness ------------------------------------------------------------------------------------------------
@@ -302,11 +307,29 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "servers(mcp_servers): downstream servers for the `secured` app")
     config.addinivalue_line("markers", "limits(**limits): the `limits` section for the `secured` app")
     config.addinivalue_line("markers", "applies_to(*kinds, reason): the backends a case applies to")
+    config.addinivalue_line("markers", "not_under(kind, reason): a case that cannot hold under a backend's model")
 
 
 def only(*kinds: str, reason: str) -> pytest.MarkDecorator:
     """Run a case on these backends only (it does not apply to the others); the rest skip with ``reason``."""
     return pytest.mark.applies_to(*kinds, reason=reason)
+
+
+def not_under(kind: str, *, reason: str) -> pytest.MarkDecorator:
+    """A case that cannot hold under ``kind``'s isolation model: it skips there, and the suite's summary says why."""
+    return pytest.mark.not_under(kind, reason=reason)
+
+
+@pytest.fixture(autouse=True)
+def _not_under(request: pytest.FixtureRequest) -> None:
+    callspec = getattr(request.node, "callspec", None)
+    if callspec is None or "secured" not in callspec.params:
+        return
+    kind = callspec.params["secured"]
+    for marker in request.node.iter_markers("not_under"):
+        if marker.args[0] == kind:
+            _not_holding.setdefault(kind, {})[request.node.originalname] = marker.kwargs["reason"]
+            pytest.skip(f"does not hold under {kind}'s model: {marker.kwargs['reason']}")
 
 
 @pytest.fixture(autouse=True)

@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 from mcp import Client
 
+from ptc_mcp.sandboxes.isolation import default_scratch_root
 from ptc_mcp.server import TOOL_NAME, build_server
-from tests.security.conftest import Secured, only, secured_app
+from tests.security.conftest import Secured, not_under, only, secured_app
 
 pytestmark = pytest.mark.anyio
 
@@ -89,7 +90,7 @@ found
 """
 
 
-@only("process", "docker", reason="agentcore's interpreter process belongs to the service (here: the emulator)")
+@only("process", "srt", "docker", reason="agentcore's interpreter process belongs to the service (here: the emulator)")
 async def test_no_secret_of_the_server_or_its_config_reaches_the_sandbox_its_output_or_container_metadata(
     secured: Secured, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -104,8 +105,14 @@ async def test_no_secret_of_the_server_or_its_config_reaches_the_sandbox_its_out
     assert SECRET not in json.dumps(call.model_dump(mode="json"))
     assert SECRET not in json.dumps(listed.model_dump(mode="json"))
     assert SECRET not in metadata
-    assert not any(key.startswith(("PTC_", "AWS_", "DOCKER_", "VIRTUAL_ENV")) for key in found["environ"])
+    own = SRT_PROXY_VARIABLES if secured.kind == "srt" else set()
+    environ = set(found["environ"]) - own
+    assert not any(key.startswith(("PTC_", "AWS_", "DOCKER_", "VIRTUAL_ENV")) for key in environ), environ
     assert not any("pytest" in line or "ptc_mcp" in line for line in found["processes"]), found["processes"]
+
+
+SRT_PROXY_VARIABLES = {"DOCKER_HTTP_PROXY", "DOCKER_HTTPS_PROXY"}
+"""srt points these at its own in-sandbox proxy (which refuses every destination here): not the host's."""
 
 
 async def _container_metadata(secured: Secured) -> str:
@@ -140,7 +147,8 @@ outcome
 """
 
 
-@only("process", "docker", reason="agentcore's filesystem is the service's (here: the emulator's process sandbox)")
+@only("process", "srt", "docker", reason="agentcore's filesystem is the service's (here: the emulator's process sandbox)")
+@not_under("srt", reason="/dev is writable: srt mounts it as a tmpfs (bubblewrap's --dev) and does not remount it read-only")
 async def test_system_paths_are_read_only_and_only_the_scratch_area_is_writable(secured: Secured) -> None:
     result = await secured.run(WRITE_EVERYWHERE)
     assert result["status"] == "ok", result
@@ -148,6 +156,20 @@ async def test_system_paths_are_read_only_and_only_the_scratch_area_is_writable(
     writable = sorted(directory for directory, what in outcome.items() if what == "written")
     assert writable == ["/dev/shm", "/tmp"], outcome
     assert {what for what in outcome.values() if what != "written"} <= {"EROFS", "EACCES", "ENOENT", "EPERM"}
+    await secured.assert_serving()
+
+
+@only("srt", reason="the srt backend's own shape of the case above")
+async def test_under_srt_system_paths_are_read_only_and_only_private_mounts_and_the_scratch_are_writable(
+    secured: Secured,
+) -> None:
+    result = await secured.run(WRITE_EVERYWHERE + "\nimport tempfile\n(outcome, os.getcwd(), os.environ['HOME'])")
+    assert result["status"] == "ok", result
+    outcome, cwd, home = result["result"]
+    writable = sorted(directory for directory, what in outcome.items() if what == "written")
+    assert writable == ["/dev", "/dev/shm", "/tmp"], outcome  # the sandbox's own tmpfs mounts, in memory
+    assert {what for what in outcome.values() if what != "written"} <= {"EROFS", "EACCES", "ENOENT", "EPERM"}
+    assert cwd == home and Path(cwd).parent == default_scratch_root()  # the session's scratch directory
     await secured.assert_serving()
 
 
@@ -166,10 +188,13 @@ async def test_the_server_offers_no_file_export_and_tmp_is_private_to_the_sessio
         "os.symlink('/proc/1/root/etc', '/tmp/root-link')\n"
         "try:\n    os.link('/usr/bin/env', '/tmp/hard-link')\n    hard = 'linked'\n"
         "except OSError as exc:\n    hard = exc.errno\n"
-        "{'hard': hard, 'shadow': os.path.exists('/tmp/shadow-link')}"
+        "try:\n    shadow = open('/tmp/shadow-link', 'rb').read(16).decode('latin-1')\n"
+        "except OSError as exc:\n    shadow = type(exc).__name__\n"
+        "{'hard': hard, 'shadow': shadow}"
     )
     assert made["status"] == "ok", made["error"]
-    assert made["result"]["shadow"] is False  # the target does not exist inside
+    # Not there inside (bubblewrap, docker), or the host's, unreadable (srt shows the host's system read-only).
+    assert made["result"]["shadow"] in ("FileNotFoundError", "PermissionError", ""), made["result"]
     assert not (Path("/tmp") / "private").exists() or (Path("/tmp") / "private").read_text() != "mine"
     other = await secured.run("import os\nsorted(os.listdir('/tmp'))", session=None, reset=False)
     assert other["status"] == "ok"
@@ -231,7 +256,7 @@ outcome
 """
 
 
-@only("process", "docker", reason="agentcore's kernel surface is the service's (here: the emulator's process sandbox)")
+@only("process", "srt", "docker", reason="agentcore's kernel surface is the service's (here: the emulator's process sandbox)")
 async def test_mknod_dev_mem_setuid_unshare_mount_and_ptrace_are_not_permitted(secured: Secured) -> None:
     result = await secured.run(KERNEL_SURFACE.replace("{server_pid}", str(os.getpid())))
     assert result["status"] == "ok", result

@@ -62,15 +62,17 @@ HOST_LOOPBACK = """
 import errno, socket
 outcome = {}
 for family, address in ((socket.AF_INET, ("127.0.0.1", {port})), (socket.AF_UNIX, "\\0{abstract}")):
-    probe = socket.socket(family, socket.SOCK_STREAM)
-    probe.settimeout(2)
+    probe = None
     try:
+        probe = socket.socket(family, socket.SOCK_STREAM)  # srt's seccomp filter refuses new AF_UNIX sockets
+        probe.settimeout(2)
         probe.connect(address)
         outcome[str(family)] = "connected"
     except OSError as exc:
         outcome[str(family)] = errno.errorcode.get(exc.errno, str(exc.errno))
     finally:
-        probe.close()
+        if probe is not None:
+            probe.close()
 outcome
 """
 
@@ -96,7 +98,7 @@ async def test_listeners_on_the_hosts_loopback_are_unreachable(secured: Secured)
     assert result["status"] == "ok", result
     outcome = result["result"]
     assert outcome[str(int(socket.AF_INET))] in ("ECONNREFUSED", "ENETUNREACH"), outcome
-    assert outcome[str(int(socket.AF_UNIX))] == "ECONNREFUSED", outcome
+    assert outcome[str(int(socket.AF_UNIX))] in ("ECONNREFUSED", "EPERM"), outcome
     await secured.assert_serving()
 
 
