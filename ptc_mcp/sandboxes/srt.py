@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -121,10 +122,8 @@ def _existing(paths: list[str]) -> list[str]:
 
 def _server_homes() -> list[str]:
     homes = [str(Path.home())]
-    try:
+    with suppress(KeyError):  # a uid without a passwd entry (containers)
         homes.append(pwd.getpwuid(os.getuid()).pw_dir)
-    except KeyError:
-        pass
     return homes
 
 

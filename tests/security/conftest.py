@@ -153,11 +153,13 @@ def _backend_of(item_or_report: Any) -> str:
     callspec = getattr(item_or_report, "callspec", None)
     if callspec is not None and "secured" in callspec.params:
         return str(callspec.params["secured"])
+    nodeid = getattr(item_or_report, "nodeid", "")
     keywords = getattr(item_or_report, "keywords", {})
+    # The parameter first: keywords also hold the names of the directories above (a checkout called "srt").
     for kind in BACKENDS:
-        if f"[{kind}" in getattr(item_or_report, "nodeid", "") or kind in keywords:
+        if f"[{kind}" in nodeid:
             return kind
-    return "host"
+    return next((kind for kind in BACKENDS if kind in keywords), "host")
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:

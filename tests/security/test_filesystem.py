@@ -147,8 +147,12 @@ outcome
 """
 
 
-@only("process", "srt", "docker", reason="agentcore's filesystem is the service's (here: the emulator's process sandbox)")
-@not_under("srt", reason="/dev is writable: srt mounts it as a tmpfs (bubblewrap's --dev) and does not remount it read-only")
+@only(
+    "process", "srt", "docker", reason="agentcore's filesystem is the service's (here: the emulator's process sandbox)"
+)
+@not_under(
+    "srt", reason="/dev is writable: srt mounts it as a tmpfs (bubblewrap's --dev) and does not remount it read-only"
+)
 async def test_system_paths_are_read_only_and_only_the_scratch_area_is_writable(secured: Secured) -> None:
     result = await secured.run(WRITE_EVERYWHERE)
     assert result["status"] == "ok", result
@@ -256,7 +260,12 @@ outcome
 """
 
 
-@only("process", "srt", "docker", reason="agentcore's kernel surface is the service's (here: the emulator's process sandbox)")
+@only(
+    "process",
+    "srt",
+    "docker",
+    reason="agentcore's kernel surface is the service's (here: the emulator's process sandbox)",
+)
 async def test_mknod_dev_mem_setuid_unshare_mount_and_ptrace_are_not_permitted(secured: Secured) -> None:
     result = await secured.run(KERNEL_SURFACE.replace("{server_pid}", str(os.getpid())))
     assert result["status"] == "ok", result

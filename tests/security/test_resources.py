@@ -241,7 +241,9 @@ async def test_opening_files_and_sockets_until_the_limit_is_an_oserror_inside_an
     await secured.assert_serving()
 
 
-@only("process", "srt", "docker", reason="agentcore's interpreter is AWS's: its limits are the service's, not ptc-mcp's")
+@only(
+    "process", "srt", "docker", reason="agentcore's interpreter is AWS's: its limits are the service's, not ptc-mcp's"
+)
 async def test_the_sandbox_limits_are_in_force_inside(secured: Secured) -> None:
     """The bounds the other cases rely on, read from inside: processes, files, no core dumps, not root."""
     result = await secured.run(
