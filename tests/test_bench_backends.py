@@ -10,13 +10,16 @@ from ptc_mcp.sandboxes.base import SandboxLimits
 
 
 @pytest.mark.anyio
-async def test_one_round_on_the_process_backend_reports_every_measurement() -> None:
+@pytest.mark.parametrize("kind", ["process", pytest.param("srt", marks=pytest.mark.srt)])
+async def test_one_round_on_a_process_style_backend_reports_every_measurement(kind: str) -> None:
     with anyio.fail_after(120):
-        report = await measure_backends(("process",), 1, SandboxLimits())
+        report = await measure_backends((kind,), 1, SandboxLimits())
+    if kind in report["skipped"]:
+        pytest.skip(f"{kind} is not usable here: {report['skipped'][kind]}")
     assert report["skipped"] == {}
     (row,) = report["rows"]
-    assert row["backend"] == "process"
+    assert row["backend"] == kind
     for name in ("cold_start_ms", "pool_start_print_ms", "round_trip_ms", "nested_call_ms"):
         assert row[name]["p50"] > 0, name
     assert row["nested_call_ms"]["n"] == 10  # ten calls timed inside the program
-    assert "| process |" in markdown(report)
+    assert f"| {kind} |" in markdown(report)

@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -21,7 +21,10 @@ from ptc_mcp.bench.report import summary
 from ptc_mcp.output import OutputCollector
 from ptc_mcp.sandboxes.base import RunReport, RunRequest, SandboxBackend, SandboxLimits, SandboxSession
 
-KINDS = ("process", "docker", "agentcore")
+if TYPE_CHECKING:
+    from ptc_mcp.sandboxes.process import ProcessBackend
+
+KINDS = ("process", "srt", "docker", "agentcore")
 CATALOG: dict[str, Any] = {
     "servers": [
         {
@@ -98,7 +101,21 @@ class Backends:
 async def _process(limits: SandboxLimits) -> AsyncIterator[Backends]:
     from ptc_mcp.sandboxes.process import ProcessBackend
 
-    cold, warm = ProcessBackend(limits), ProcessBackend(limits, warm_pool=2)
+    async with _kept_warm(ProcessBackend(limits), ProcessBackend(limits, warm_pool=2)) as backends:
+        yield backends
+
+
+@asynccontextmanager
+async def _srt(limits: SandboxLimits) -> AsyncIterator[Backends]:
+    from ptc_mcp.sandboxes.srt import SrtBackend
+
+    async with _kept_warm(SrtBackend(limits), SrtBackend(limits, warm_pool=2)) as backends:
+        yield backends
+
+
+@asynccontextmanager
+async def _kept_warm(cold: ProcessBackend, warm: ProcessBackend) -> AsyncIterator[Backends]:
+    """A cold backend and one whose warm pool is kept filled while the measurement runs."""
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(warm.keep_warm)
         try:
@@ -133,7 +150,12 @@ async def _agentcore(limits: SandboxLimits) -> AsyncIterator[Backends]:
         yield Backends(backend, None)
 
 
-OPENERS: dict[str, Callable[[SandboxLimits], Any]] = {"process": _process, "docker": _docker, "agentcore": _agentcore}
+OPENERS: dict[str, Callable[[SandboxLimits], Any]] = {
+    "process": _process,
+    "srt": _srt,
+    "docker": _docker,
+    "agentcore": _agentcore,
+}
 
 
 async def _sample(kind: str, backends: Backends, series: Series) -> None:
