@@ -229,3 +229,20 @@ async def test_warm_interpreters_are_taken_without_waiting_for_srt() -> None:
             await session.aclose()
             group.cancel_scope.cancel()
     await backend.aclose()
+
+
+@pytest.mark.parametrize(
+    ("platform", "advice"),
+    [("linux", "apt-get install bubblewrap socat ripgrep"), ("darwin", "brew install ripgrep")],
+)
+def test_auto_with_nothing_usable_refuses_naming_what_to_install_for_the_system(
+    no_direct_bubblewrap: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, platform: str, advice: str
+) -> None:
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
+    monkeypatch.setattr(sys, "platform", platform)
+    config = parse_config({"sandbox": {"kind": "auto", "srt": {"command": "/nonexistent/srt"}}}, environ={})
+    with pytest.raises(SandboxUnavailableError) as refused:
+        create_backend(config)
+    message = str(refused.value)
+    assert "npm install -g @anthropic-ai/sandbox-runtime" in message and advice in message
+    assert "srt: /nonexistent/srt not found" in message  # why srt was not taken
