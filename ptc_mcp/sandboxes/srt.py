@@ -90,6 +90,12 @@ CREDENTIAL_ENV_VARIABLES = (
 
 HOME_ROOTS = ("/home", "/root", "/Users")
 
+SYSTEM_DIRS = frozenset(
+    ("/", "/usr", "/usr/local", "/bin", "/sbin", "/lib", "/lib64", "/etc", "/opt", "/var", "/private")
+    + ("/System", "/Library", "/Applications", "/opt/homebrew")
+)
+"""Never denied, even when the server runs from one of them (a cwd of ``/``, a Python installed in ``/usr``)."""
+
 
 @dataclass(frozen=True)
 class SrtSettings:
@@ -127,12 +133,19 @@ def _server_homes() -> list[str]:
     return homes
 
 
-def denied_paths(config_file: Path | None) -> tuple[list[str], list[str]]:
+def _holds(directory: str, path: str) -> bool:
+    return path == directory or path.startswith(directory.rstrip("/") + "/")
+
+
+def denied_paths(config_file: Path | None, interpreter: str) -> tuple[list[str], list[str]]:
     """(``filesystem.denyRead``, credential files) for a session: homes, temp dirs, the server's own files."""
     homes = _server_homes()
     reads = [*homes, *HOME_ROOTS, "/tmp", tempfile.gettempdir(), str(default_scratch_root())]
-    # The server's working directory and Python installation (its venv, its packages, maybe a .env file).
-    reads += [os.getcwd(), sys.prefix]
+    # The server's working directory and Python installation (its venv, its packages, maybe a .env file), unless
+    # the sandbox's own interpreter needs them.
+    for own in (os.path.abspath(os.getcwd()), os.path.abspath(sys.prefix)):
+        if own not in SYSTEM_DIRS and not _holds(own, interpreter):
+            reads.append(own)
     if config_file is not None:
         reads.append(str(config_file))
     credentials = [os.path.join(home, name) for home in homes for name in CREDENTIALS_IN_HOME]
@@ -140,10 +153,14 @@ def denied_paths(config_file: Path | None) -> tuple[list[str], list[str]]:
     return _existing(reads), _existing(credentials)
 
 
-def settings_document(scratch: Path, readable: list[str], config_file: Path | None) -> dict[str, Any]:
-    """The srt settings of one session: no network, reads of the host's secrets denied, writes to ``scratch`` only."""
-    deny_read, credential_files = denied_paths(config_file)
-    allow = [str(scratch), *readable]
+def settings_document(scratch: Path, interpreter: str, config_file: Path | None) -> dict[str, Any]:
+    """The srt settings of one session: no network, reads of the host's secrets denied, writes to ``scratch`` only.
+
+    ``interpreter`` is the sandbox's Python: its installation stays readable (re-allowed under a denied home).
+    """
+    interpreter = os.path.realpath(interpreter)
+    deny_read, credential_files = denied_paths(config_file, interpreter)
+    allow = [str(scratch), *_interpreter_dirs(interpreter)]
     return {
         # No allowed domain: srt's proxies refuse every connection, and "*" denies all of them once more.
         "network": {"allowedDomains": [], "deniedDomains": ["*"], "allowLocalBinding": False},
@@ -173,7 +190,7 @@ class SrtWrapper:
 
     def wrap(self, command: list[str], scratch: Path, user: int | None) -> tuple[list[str], str]:
         settings = scratch / SETTINGS_FILE
-        document = settings_document(scratch, _interpreter_dirs(command[0]), self.config_file)
+        document = settings_document(scratch, command[0], self.config_file)
         settings.write_text(json.dumps(document, indent=1), encoding="utf-8")
         if user is not None:
             os.chown(settings, user, user)
@@ -193,12 +210,10 @@ class SrtWrapper:
         return ":".join(dirs)
 
 
-def _interpreter_dirs(interpreter: str) -> list[str]:
+def _interpreter_dirs(real: str) -> list[str]:
     """The installation prefix of an interpreter outside the system directories (it may sit under a home)."""
-    real = os.path.realpath(interpreter)
-    if real.startswith(("/usr/", "/bin/", "/lib")):
-        return []
-    return [str(Path(real).parent.parent)]
+    prefix = str(Path(real).parent.parent)
+    return [] if prefix in SYSTEM_DIRS else [prefix]
 
 
 @functools.lru_cache(maxsize=8)

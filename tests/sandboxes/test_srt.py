@@ -53,7 +53,7 @@ def test_settings_deny_the_network_the_homes_the_config_and_credentials_and_allo
 ) -> None:
     config_file = tmp_path / "config.json"
     config_file.write_text("{}")
-    document = settings_document(tmp_path / "scratch", [], config_file)
+    document = settings_document(tmp_path / "scratch", "/usr/bin/python3", config_file)
     assert document["network"]["allowedDomains"] == []
     assert document["network"]["deniedDomains"] == ["*"]
     filesystem = document["filesystem"]
@@ -65,6 +65,23 @@ def test_settings_deny_the_network_the_homes_the_config_and_credentials_and_allo
     if Path("/etc/shadow").exists():
         assert "/etc/shadow" in files
     assert {entry["name"] for entry in document["credentials"]["envVars"]} >= {"AWS_SECRET_ACCESS_KEY"}
+
+
+def test_settings_never_deny_the_system_or_the_sandboxs_own_interpreter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server started from ``/`` (as a desktop app may start it) with a Python installed in ``/usr``."""
+    monkeypatch.chdir("/")
+    monkeypatch.setattr(sys, "prefix", "/usr")
+    document = settings_document(tmp_path / "scratch", "/usr/bin/python3", None)
+    denied = document["filesystem"]["denyRead"]
+    assert "/" not in denied and "/usr" not in denied
+    prefix = tmp_path / "python"
+    (prefix / "bin").mkdir(parents=True)
+    monkeypatch.setattr(sys, "prefix", str(prefix))
+    document = settings_document(tmp_path / "scratch", str(prefix / "bin" / "python3"), None)
+    assert str(prefix) not in document["filesystem"]["denyRead"]
+    assert str(prefix) in document["filesystem"]["allowRead"]
 
 
 def test_the_srt_section_accepts_a_command_and_names_an_unknown_key() -> None:
