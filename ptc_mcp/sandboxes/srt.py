@@ -91,8 +91,8 @@ CREDENTIAL_ENV_VARIABLES = (
 HOME_ROOTS = ("/home", "/root", "/Users")
 
 SYSTEM_DIRS = frozenset(
-    ("/", "/usr", "/usr/local", "/bin", "/sbin", "/lib", "/lib64", "/etc", "/opt", "/var", "/private")
-    + ("/System", "/Library", "/Applications", "/opt/homebrew")
+    {"/", "/usr", "/usr/local", "/bin", "/sbin", "/lib", "/lib64", "/etc", "/opt", "/var", "/private", "/System"}
+    | {"/Library", "/Applications", "/opt/homebrew"}
 )
 """Never denied, even when the server runs from one of them (a cwd of ``/``, a Python installed in ``/usr``)."""
 
