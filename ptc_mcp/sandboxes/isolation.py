@@ -303,8 +303,9 @@ def _remove_tree(path: Path) -> None:
 class LaunchWrapper(Protocol):
     """Another sandbox around the interpreter (``srt``), used by ``plan_launch`` instead of bubblewrap."""
 
-    extra_tasks: int
-    """Tasks of the wrapper that share the interpreter's user namespace and uid (they count against RLIMIT_NPROC)."""
+    def process_limit(self, limits: SandboxLimits) -> int:
+        """``RLIMIT_NPROC`` for the interpreter inside the wrapper (what counts against it depends on the wrapper)."""
+        ...
 
     def wrap(self, command: list[str], scratch: Path, user: int | None) -> tuple[list[str], str]:
         """(argv that runs ``command`` inside the wrapper, a description); may write per-session files to
@@ -350,8 +351,7 @@ def plan_launch(
         command = [interpreter, *python_argv[1:]]
         path = SAFE_PATH
         if wrapper is not None:
-            # The prelude runs inside the wrapper's innermost user namespace: RLIMIT_NPROC counts its tasks there.
-            rlimits = resource_limits(limits, nproc=limits.max_processes + wrapper.extra_tasks)
+            rlimits = resource_limits(limits, nproc=wrapper.process_limit(limits))
             argv, what = wrapper.wrap(wrap_argv(interpreter, command, rlimits), scratch, user)
             home = str(scratch)
             path = wrapper.search_path()

@@ -14,6 +14,7 @@ import functools
 import json
 import os
 import pwd
+import resource
 import shlex
 import shutil
 import subprocess
@@ -181,8 +182,13 @@ def settings_document(scratch: Path, interpreter: str, config_file: Path | None)
 class SrtWrapper:
     """Runs the interpreter under ``srt`` with per-session settings (a ``LaunchWrapper`` for ``plan_launch``)."""
 
-    extra_tasks = 2
-    """srt's helper (apply-seccomp, pid 1 of the innermost namespace) and its shell share the interpreter's uid."""
+    def process_limit(self, limits: SandboxLimits) -> int:
+        """On Linux the prelude runs in srt's innermost user namespace, where ``RLIMIT_NPROC`` counts the session's
+        tasks only: the program's ``max_processes`` plus srt's helper (apply-seccomp, that namespace's pid 1) and
+        shell. Elsewhere (macOS) it counts every process of the user, so no number fits: the limit is left as it is."""
+        if sys.platform.startswith("linux"):
+            return limits.max_processes + 2
+        return resource.RLIM_INFINITY
 
     def __init__(self, command: list[str], config_file: Path | None = None) -> None:
         self.command = command

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from ptc_mcp.output import OutputCollector
 from ptc_mcp.sandboxes import create_backend, isolation, sandbox_limits
 from ptc_mcp.sandboxes.base import RunReport, RunRequest, SandboxLimits, SandboxSession
 from ptc_mcp.sandboxes.isolation import SESSION_UIDS
-from ptc_mcp.sandboxes.srt import SrtBackend, parse_srt_settings, settings_document, srt_status
+from ptc_mcp.sandboxes.srt import SrtBackend, SrtWrapper, parse_srt_settings, settings_document, srt_status
 from tests.test_cli import write
 
 pytestmark = [pytest.mark.anyio, pytest.mark.srt]
@@ -263,3 +264,13 @@ def test_auto_with_nothing_usable_refuses_naming_what_to_install_for_the_system(
     message = str(refused.value)
     assert "npm install -g @anthropic-ai/sandbox-runtime" in message and advice in message
     assert "srt: /nonexistent/srt not found" in message  # why srt was not taken
+
+
+def test_the_process_limit_counts_the_session_on_linux_and_is_left_alone_where_it_counts_the_whole_user(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    wrapper = SrtWrapper(["srt"])
+    limits = SandboxLimits(max_processes=10)
+    assert wrapper.process_limit(limits) == 12  # the program's 10, srt's seccomp helper and shell
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert wrapper.process_limit(limits) == resource.RLIM_INFINITY
