@@ -57,7 +57,7 @@ def create_backend(config: Config, *, allow_unisolated: bool | None = None) -> S
         return process
     try:
         return _load("srt", config)  # macOS and Windows have no bubblewrap; srt uses their own mechanisms
-    except SandboxUnavailableError as exc:
+    except (ImportError, SandboxUnavailableError) as exc:
         srt_reason = str(exc)
     docker_reason = "the docker extra is not installed"
     try:
