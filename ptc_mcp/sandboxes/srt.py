@@ -182,6 +182,10 @@ def settings_document(scratch: Path, interpreter: str, config_file: Path | None)
 class SrtWrapper:
     """Runs the interpreter under ``srt`` with per-session settings (a ``LaunchWrapper`` for ``plan_launch``)."""
 
+    def __init__(self, command: list[str], config_file: Path | None = None) -> None:
+        self.command = command
+        self.config_file = config_file
+
     def process_limit(self, limits: SandboxLimits) -> int:
         """On Linux the prelude runs in srt's innermost user namespace, where ``RLIMIT_NPROC`` counts the session's
         tasks only: the program's ``max_processes`` plus srt's helper (apply-seccomp, that namespace's pid 1) and
@@ -189,10 +193,6 @@ class SrtWrapper:
         if sys.platform.startswith("linux"):
             return limits.max_processes + 2
         return resource.RLIM_INFINITY
-
-    def __init__(self, command: list[str], config_file: Path | None = None) -> None:
-        self.command = command
-        self.config_file = config_file
 
     def wrap(self, command: list[str], scratch: Path, user: int | None) -> tuple[list[str], str]:
         settings = scratch / SETTINGS_FILE
