@@ -10,6 +10,7 @@ and a private scratch directory. When the server runs as root the launch drops t
 ``SESSION_UIDS``: the sandbox is never root on the host, ``RLIMIT_NPROC`` counts this session only, and "kill every
 process of that uid" is an exact way to end everything the session started. With bubblewrap (see ``bubblewrap``)
 it also gets namespaces, no network, a read-only system and capped tmpfs mounts, and ``isolated`` is true.
+With a ``LaunchWrapper`` (the ``srt`` backend's) the same launch runs inside that sandbox instead of bubblewrap.
 """
 
 from __future__ import annotations
