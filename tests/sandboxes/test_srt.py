@@ -206,6 +206,26 @@ async def test_the_servers_config_file_is_unreadable_inside_wherever_it_lives(
     assert report.result in ("PermissionError", "FileNotFoundError", "")
 
 
+async def test_a_credential_file_the_servers_environment_names_is_unreadable_inside(
+    config_outside_denied_directories: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kubeconfig = config_outside_denied_directories.with_name("kubeconfig")
+    kubeconfig.write_text(f"token: {SECRET}\n")
+    kubeconfig.chmod(0o644)
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    backend = SrtBackend(_limits())
+    try:
+        session = await backend.start_session()
+        try:
+            report = await run(session, READ_OR_ERROR.format(path=str(kubeconfig)))
+        finally:
+            await session.aclose()
+    finally:
+        await backend.aclose()
+    assert report.ok, report
+    assert SECRET not in json.dumps(report.result)
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="the server is not root here: there are no session uids")
 async def test_under_a_root_server_the_program_runs_as_a_session_uid_without_capabilities() -> None:
     backend = SrtBackend(_limits())
