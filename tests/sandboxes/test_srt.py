@@ -206,24 +206,30 @@ async def test_the_servers_config_file_is_unreadable_inside_wherever_it_lives(
     assert report.result in ("PermissionError", "FileNotFoundError", "")
 
 
-async def test_a_credential_file_the_servers_environment_names_is_unreadable_inside(
+async def test_credential_files_the_servers_environment_names_and_its_oauth_tokens_are_unreadable_inside(
     config_outside_denied_directories: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     kubeconfig = config_outside_denied_directories.with_name("kubeconfig")
     kubeconfig.write_text(f"token: {SECRET}\n")
     kubeconfig.chmod(0o644)
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    token_dir = config_outside_denied_directories.with_name("tokens")
+    token_dir.mkdir(mode=0o755)
+    (token_dir / "server.json").write_text(json.dumps({"access_token": SECRET}))
+    (token_dir / "server.json").chmod(0o644)
+    monkeypatch.setenv("PTC_MCP_TOKEN_DIR", str(token_dir))
     backend = SrtBackend(_limits())
     try:
         session = await backend.start_session()
         try:
             report = await run(session, READ_OR_ERROR.format(path=str(kubeconfig)))
+            tokens = await run(session, READ_OR_ERROR.format(path=str(token_dir / "server.json")))
         finally:
             await session.aclose()
     finally:
         await backend.aclose()
-    assert report.ok, report
-    assert SECRET not in json.dumps(report.result)
+    assert report.ok and tokens.ok, (report, tokens)
+    assert SECRET not in json.dumps([report.result, tokens.result])
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the server is not root here: there are no session uids")
