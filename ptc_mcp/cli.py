@@ -119,7 +119,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     try:
         return anyio.run(main)
-    except SandboxUnavailableError as exc:
+    except (SandboxUnavailableError, ConfigError) as exc:  # a backend's own section is validated when it starts
         print(f"ptc-mcp: {exc}", file=sys.stderr)
         return 2
 

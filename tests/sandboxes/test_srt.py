@@ -146,6 +146,19 @@ def test_check_reports_srt_when_auto_chose_it(tmp_path: Path, bubblewrap_off_in_
     assert "sandbox: srt (isolated)" in done.stdout
 
 
+def test_check_names_a_bad_key_of_the_srt_section_without_a_traceback(tmp_path: Path) -> None:
+    config = write(tmp_path, {"sandbox": {"kind": "srt", "srt": {"comand": "srt"}}})
+    done = subprocess.run(
+        [sys.executable, "-m", "ptc_mcp", "check", "--config", config],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "sandbox.srt.comand" in done.stderr and "Traceback" not in done.stderr
+
+
 @pytest.mark.slow
 def test_demo_reports_srt_when_auto_chose_it_and_runs_the_audit_on_it(
     bubblewrap_off_in_children: dict[str, str],
