@@ -89,5 +89,5 @@ def _what_to_install() -> str:
     if sys.platform == "darwin":
         return f"{srt}; brew install ripgrep)"
     if sys.platform == "win32":
-        return f"{srt}; then srt windows-install)"
+        return "Docker Desktop (the daemon-free sandboxes, bubblewrap and srt, do not run ptc-mcp on Windows yet)"
     return f"bubblewrap (apt-get install bubblewrap), {srt}; apt-get install bubblewrap socat ripgrep)"

@@ -10,6 +10,16 @@ rlimit prelude, scratch directory), the same process-group kill, warm pool and s
 
 from __future__ import annotations
 
+import sys
+
+from ptc_mcp.errors import ConfigError, SandboxUnavailableError
+
+if sys.platform == "win32":  # the process machinery below it (rlimits, process groups, uids) is POSIX
+    raise SandboxUnavailableError(
+        "the srt backend does not run on Windows yet (ptc-mcp's launch needs POSIX rlimits and process groups): "
+        'use "sandbox": {"kind": "docker"} with Docker Desktop'
+    )
+
 import functools
 import json
 import os
@@ -18,7 +28,6 @@ import resource
 import shlex
 import shutil
 import subprocess
-import sys
 import tempfile
 from contextlib import suppress
 from dataclasses import dataclass
@@ -26,7 +35,6 @@ from pathlib import Path
 from typing import Any
 
 from ptc_mcp.config import Config
-from ptc_mcp.errors import ConfigError, SandboxUnavailableError
 from ptc_mcp.sandboxes import sandbox_limits
 from ptc_mcp.sandboxes.base import SandboxLimits
 from ptc_mcp.sandboxes.bubblewrap import SAFE_PATH
