@@ -48,7 +48,7 @@ PROBE_TIMEOUT_S = 60.0
 INSTALL_HINT = (
     "install it with `npm install -g @anthropic-ai/sandbox-runtime` (Node.js 20 or later); on Linux it also needs "
     "bubblewrap, socat and ripgrep (apt-get install bubblewrap socat ripgrep), on macOS ripgrep (brew install "
-    "ripgrep), on Windows a one-time `srt windows-install`"
+    "ripgrep)"
 )
 
 CREDENTIALS_IN_HOME = (
