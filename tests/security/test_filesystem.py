@@ -96,7 +96,8 @@ async def test_no_secret_of_the_server_or_its_config_reaches_the_sandbox_its_out
 ) -> None:
     monkeypatch.setenv("PTC_SECURITY_SECRET", SECRET)
     servers = {"fx": {"command": sys.executable, "args": ["-c", "pass"], "env": {"TOKEN": SECRET}}}
-    async with secured_app(secured.backend.under_test, servers) as fresh:
+    # Room for the whole environment and process list (srt adds a dozen long proxy variables).
+    async with secured_app(secured.backend.under_test, servers, max_output_bytes=65536) as fresh:
         call = await fresh.call(ENVIRONMENT_AND_PROCESSES)
         listed = await fresh.client.list_tools()
         metadata = await _container_metadata(fresh)
