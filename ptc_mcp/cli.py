@@ -182,7 +182,9 @@ def add_bench_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
 
     latency = benches.add_parser("latency", parents=[common], help="round trips and nested calls per backend")
     latency.add_argument("--runs", type=int, default=300, help="measured runs per series")
-    latency.add_argument("--backends", default="process,srt,docker,agentcore", help="backends side by side ('none': skip)")
+    latency.add_argument(
+        "--backends", default="process,srt,docker,agentcore", help="backends side by side ('none': skip)"
+    )
     latency.add_argument("--rounds", type=int, default=20, help="interleaved rounds over the backends")
     latency.set_defaults(run_bench=_bench_latency)
 
