@@ -5,6 +5,7 @@ Every face of ptc-mcp (``serve``, ``check``, ``demo``, ``bench``, the proxy) ope
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -23,6 +24,9 @@ from ptc_mcp.sandboxes import create_backend
 from ptc_mcp.sandboxes.base import SandboxBackend
 from ptc_mcp.tool_list_notices import ToolListNotices
 
+READY_LOGGER = "ptc_mcp.ready"
+"""The logger of the one line ``serve`` writes when it is ready; shown at the default log level (``cli``)."""
+
 
 @dataclass
 class App:
@@ -37,6 +41,21 @@ class App:
     """Tells the server's clients when ``execute_program``'s description changes."""
     exchanges: InputExchanges
     """Runs that ask a 2026-07-28 client questions across several requests (``ptc_mcp.input_exchange``)."""
+
+    def ready_line(self, transport: str, address: str | None = None) -> str:
+        """One line that says what is serving: transport, address, sandbox, servers and tools."""
+        where = f"{transport} on {address}" if address else transport
+        sandbox = f"{self.backend.kind} ({'isolated' if self.backend.isolated else 'NOT ISOLATED'})"
+        names = list(self.pool.servers)
+        failed = [name for name in names if name in self.pool.failures]
+        servers = f"{len(names)} server{'s' if len(names) != 1 else ''}"
+        if failed:
+            servers += f" ({len(failed)} unavailable: {', '.join(failed)})"
+        tools = len(self.bridge.snapshot.tools)
+        return f"ptc-mcp ready: {where} · sandbox {sandbox} · {servers} · {tools} tools"
+
+    def announce_ready(self, transport: str, address: str | None = None) -> None:
+        logging.getLogger(READY_LOGGER).info("%s", self.ready_line(transport, address))
 
 
 @asynccontextmanager

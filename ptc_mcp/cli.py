@@ -21,21 +21,26 @@ CONFIG_ENV = "PTC_MCP_CONFIG"
 
 
 def _setup_logging(level: str) -> None:
+    from ptc_mcp.app import READY_LOGGER
+
     logging.basicConfig(
         stream=sys.stderr,
         level=getattr(logging, level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # `serve`'s one "ready" line shows at the default level (warning) too; `--log-level error` hides it.
+    threshold = getattr(logging, level.upper())
+    logging.getLogger(READY_LOGGER).setLevel(threshold if threshold >= logging.ERROR else min(threshold, logging.INFO))
 
 
-def _load(path: str) -> Config:
+def _load(path: str, exclude: list[str] | None = None) -> Config:
     try:
         if path.lstrip().startswith("{"):  # the document itself, e.g. PTC_MCP_CONFIG in a container's environment
             try:
-                return parse_config(json.loads(path))
+                return parse_config(json.loads(path), exclude=exclude or ())
             except json.JSONDecodeError as exc:
                 raise ConfigError(f"inline config: not valid JSON ({exc.msg} at column {exc.colno})") from None
-        return load_config(path)
+        return load_config(path, exclude=exclude or ())
     except ConfigError as exc:
         print(f"ptc-mcp: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -49,7 +54,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not args.config:
         print(f"ptc-mcp: serve needs --config (or {CONFIG_ENV})", file=sys.stderr)
         return 2
-    config = _load(args.config)
+    config = _load(args.config, args.exclude)
     token = args.auth_token or os.environ.get(AUTH_TOKEN_ENV) or None
     if args.json_logs or config.remote.json_logs:
         from ptc_mcp.remote.logs import use_json_logs
@@ -61,9 +66,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             if not args.config.lstrip().startswith("{"):  # a file: reload it on SIGHUP or when it changes
                 from ptc_mcp.reload import watch_config
 
-                background.start_soon(watch_config, app, args.config)
-            server = build_server(app)
+                background.start_soon(watch_config, app, args.config, None, args.exclude)
+            server = build_server(app, one_client=args.transport == "stdio")
             if args.transport == "stdio":
+                app.announce_ready("stdio")
                 await serve_stdio(server)
             else:
                 from ptc_mcp.remote.serve import serve_remote
@@ -85,7 +91,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from ptc_mcp.app import open_app
     from ptc_mcp.downstream.login_cli import auth_status
 
-    config = _load(args.config)
+    config = _load(args.config, args.exclude)
 
     async def main() -> int:
         async with open_app(config, allow_unisolated=True) as app:
@@ -219,6 +225,16 @@ def cmd_chat(args: argparse.Namespace) -> int:
     return run_chat(args)
 
 
+def _add_exclude(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="do not start this mcpServers entry (repeatable; e.g. the entry that runs ptc-mcp itself)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ptc-mcp", description="Programmatic tool calling for any MCP client.")
     parser.add_argument("--version", action="version", version=f"ptc-mcp {__version__}")
@@ -249,10 +265,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=env.get("PTC_MCP_JSON_LOGS", "") not in ("", "0", "false"),
         help="log JSON lines on stderr (or remote.json_logs, PTC_MCP_JSON_LOGS=1)",
     )
+    _add_exclude(serve)
     serve.set_defaults(func=cmd_serve)
 
     check = commands.add_parser("check", help="validate a config, connect to its servers, show what the model sees")
-    check.add_argument("--config", required=True)
+    check.add_argument("--config", required=True, help="the JSON config file (a client's whole config file works)")
+    _add_exclude(check)
     check.set_defaults(func=cmd_check)
 
     demo = commands.add_parser("demo", help="run the bundled expense-audit example end to end")

@@ -1,16 +1,18 @@
 """The config file: one JSON document, validated at start-up.
 
 Downstream servers use the ``mcpServers`` shape of Claude Desktop and Claude Code, so users can paste their
-existing config. ``${VAR}`` and ``${VAR:-default}`` expand from the environment in every string value. Unknown
-keys and bad values fail at start-up with a ``ConfigError`` that names the key.
+existing config; a client's whole config file is accepted as it is (``ptc_mcp.client_files``). ``${VAR}``,
+``${VAR:-default}`` and VS Code's ``${env:VAR}`` expand from the environment in every string value. Unknown keys in
+ptc-mcp's own sections and bad values fail at start-up with a ``ConfigError`` that names the key.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -26,11 +28,20 @@ from pydantic import (
     model_validator,
 )
 
+from ptc_mcp.client_files import normalize
 from ptc_mcp.errors import ConfigError
 from ptc_mcp.remote.settings import RemoteConfig
 
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+log = logging.getLogger(__name__)
+
+_VAR = re.compile(r"\$\{(?:env:)?([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 SERVER_NAME = re.compile(r"^[A-Za-z0-9_\-]+$")
+
+RUN_TIMEOUT_S = 50.0
+"""The default run limit ends a runaway program, with a ``timeout`` result, before the clients give up: the
+TypeScript SDK (Claude Desktop, IDEs) times a request out after 60 s, the Inspector after 60 s in total (docs)."""
+DOWNSTREAM_TIMEOUT_S = 40.0
+"""A hung downstream call fails (``ToolError``, ``error_type == "timeout"``) while the program can still react."""
 
 
 class _Strict(BaseModel):
@@ -45,7 +56,9 @@ class StdioServerConfig(_Strict):
     args: list[str] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
     cwd: str | None = None
-    timeout_s: float = Field(default=60.0, gt=0, description="Per-call timeout for this server's tools.")
+    timeout_s: float = Field(
+        default=DOWNSTREAM_TIMEOUT_S, gt=0, description="Per-call timeout for this server's tools."
+    )
 
 
 class OAuthConfig(_Strict):
@@ -83,7 +96,7 @@ class HttpServerConfig(_Strict):
     type: Literal["http", "streamable-http", "streamable_http"] = "http"
     url: str = Field(pattern=r"^https?://")
     headers: dict[str, str] = Field(default_factory=dict)
-    timeout_s: float = Field(default=60.0, gt=0)
+    timeout_s: float = Field(default=DOWNSTREAM_TIMEOUT_S, gt=0)
     auth: OAuthConfig | None = None
 
 
@@ -93,7 +106,7 @@ class SseServerConfig(_Strict):
     type: Literal["sse"]
     url: str = Field(pattern=r"^https?://")
     headers: dict[str, str] = Field(default_factory=dict)
-    timeout_s: float = Field(default=60.0, gt=0)
+    timeout_s: float = Field(default=DOWNSTREAM_TIMEOUT_S, gt=0)
     auth: OAuthConfig | None = None
 
 
@@ -142,7 +155,7 @@ class SandboxConfig(_Strict):
 class LimitsConfig(_Strict):
     """Limits of one run. Every one ends the run with a typed error when crossed."""
 
-    timeout_s: float = Field(default=60.0, gt=0, le=86400)
+    timeout_s: float = Field(default=RUN_TIMEOUT_S, gt=0, le=86400)
     max_output_bytes: int = Field(default=32768, ge=256)
     max_tool_calls: int = Field(default=500, ge=0)
     max_concurrent_runs: int = Field(default=8, ge=1)
@@ -229,11 +242,23 @@ def expand_env(value: Any, environ: Mapping[str, str], path: str = "") -> Any:
     return value
 
 
-def parse_config(data: Any, environ: Mapping[str, str] | None = None) -> Config:
-    """Validate a decoded config document; raises ``ConfigError`` naming the first bad key."""
+def _keys(model: type[BaseModel]) -> set[str]:
+    return {info.alias or name for name, info in model.model_fields.items()}
+
+
+def _entry_keys() -> set[str]:
+    return _keys(StdioServerConfig) | _keys(HttpServerConfig) | _keys(SseServerConfig)
+
+
+def parse_config(data: Any, environ: Mapping[str, str] | None = None, exclude: Iterable[str] = ()) -> Config:
+    """Validate a decoded config document (or a client's whole config file); raises ``ConfigError`` naming the
+    first bad key. ``exclude`` names ``mcpServers`` entries not to start."""
     if not isinstance(data, dict):
         raise ConfigError("the config must be a JSON object")
-    expanded = expand_env(data, os.environ if environ is None else environ)
+    accepted = normalize(data, exclude, _entry_keys(), _keys(Config))
+    if (summary := accepted.summary()) is not None:
+        log.warning("config: %s", summary)
+    expanded = expand_env(accepted.document, os.environ if environ is None else environ)
     try:
         return Config.model_validate(expanded)
     except ValidationError as exc:
@@ -244,7 +269,7 @@ def parse_config(data: Any, environ: Mapping[str, str] | None = None) -> Config:
         raise ConfigError("invalid config: " + "; ".join(problems)) from None
 
 
-def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
+def load_config(path: str | Path, environ: Mapping[str, str] | None = None, exclude: Iterable[str] = ()) -> Config:
     """Read and validate a config file."""
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -254,6 +279,6 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> C
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
-    config = parse_config(data, environ)
+    config = parse_config(data, environ, exclude)
     config._source = Path(path).resolve()
     return config

@@ -8,6 +8,9 @@ prints 100,000 lines costs the client a few notifications per second, not 100,00
 - ``notifications/progress`` against the request's progress token: ``progress`` counts events (nested calls
   started and finished, lines printed) and so only grows; ``message`` says what happened last, e.g.
   ``"12 tool calls · 40 lines · expenses.get_expenses ok (3 ms)"``.
+- A heartbeat every ``heartbeat_s`` (5 s) while nothing else happened (a program computing without printing), so
+  clients that reset their request timeout on progress (the TypeScript SDK's ``resetTimeoutOnProgress``, the
+  Inspector) keep waiting for long programs: ``progress`` grows by one, ``message`` says how long it has run.
 - ``notifications/message`` with logger ``ptc-mcp.program``: the output printed since the last one, per stream
   (level ``info`` for stdout, ``warning`` for stderr), ``data = {"stream": ..., "text": ...}``. Capped in total at
   the run's output limit, like the result itself.
@@ -28,12 +31,15 @@ import anyio
 from ptc_mcp.bridge import CallRecord
 from ptc_mcp.sandboxes.base import StreamName
 
-__all__ = ["LOGGER_NAME", "MIN_INTERVAL_S", "RunReporter"]
+__all__ = ["HEARTBEAT_S", "LOGGER_NAME", "MIN_INTERVAL_S", "RunReporter"]
 
 log = logging.getLogger(__name__)
 
 LOGGER_NAME = "ptc-mcp.program"
 MIN_INTERVAL_S = 0.1
+HEARTBEAT_S = 5.0
+"""Longest silence between progress notifications; half the shortest reset-on-progress timeout seen in clients
+(the Inspector's former 10 s request timeout)."""
 MAX_LOG_CHUNK = 8192
 """Longest ``text`` of one log notification; a longer batch is sent as several."""
 
@@ -52,11 +58,15 @@ class RunReporter:
         send_log: SendLog | None,
         max_log_bytes: int,
         min_interval_s: float = MIN_INTERVAL_S,
+        heartbeat_s: float = HEARTBEAT_S,
     ) -> None:
         self._send_progress = send_progress
         self._send_log = send_log
         self._log_room = max_log_bytes
         self._min_interval_s = min_interval_s
+        self._heartbeat_s = heartbeat_s
+        self._started = anyio.current_time()
+        self.heartbeats = 0
         self.calls_started = 0
         self.calls_finished = 0
         self.lines = 0
@@ -99,7 +109,7 @@ class RunReporter:
 
     @property
     def events(self) -> int:
-        return self.calls_started + self.calls_finished + self.lines
+        return self.calls_started + self.calls_finished + self.lines + self.heartbeats
 
     @property
     def message(self) -> str:
@@ -108,9 +118,14 @@ class RunReporter:
         return f"{calls} · {lines} · {self._last}"
 
     async def pump(self) -> None:
-        """Send changes as they come, at most one batch per ``min_interval_s``; runs until cancelled."""
+        """Send changes as they come, at most one batch per ``min_interval_s``, and a heartbeat after
+        ``heartbeat_s`` of silence; runs until cancelled."""
         while not self._quiet:
-            await self._changed.wait()
+            with anyio.move_on_after(self._heartbeat_s):
+                await self._changed.wait()
+            if not self._changed.is_set() and self._send_progress is not None:
+                self.heartbeats += 1
+                self._last = f"running for {anyio.current_time() - self._started:.0f} s"
             self._changed = anyio.Event()
             await self.flush()
             await anyio.sleep(self._min_interval_s)

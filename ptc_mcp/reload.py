@@ -8,9 +8,11 @@ logged and ignored: the running servers stay as they are. Other sections take ef
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
+from collections.abc import Sequence
 from pathlib import Path
 
 import anyio
@@ -29,10 +31,10 @@ POLL_ENV = "PTC_MCP_RELOAD_POLL_S"
 """Another interval in seconds; 0 watches for SIGHUP only."""
 
 
-async def reload_config(app: App, path: str | Path) -> bool:
-    """Load ``path`` and apply its ``mcpServers``; whether it loaded."""
+async def reload_config(app: App, path: str | Path, exclude: Sequence[str] = ()) -> bool:
+    """Load ``path`` (without the ``--exclude`` entries) and apply its ``mcpServers``; whether it loaded."""
     try:
-        config = await anyio.to_thread.run_sync(load_config, path)
+        config = await anyio.to_thread.run_sync(functools.partial(load_config, path, exclude=exclude))
     except ConfigError as exc:
         logger.error("config reload: %s; the running servers stay as they are", exc)
         return False
@@ -57,25 +59,25 @@ def _stamp(path: Path) -> tuple[int, int] | None:
     return status.st_mtime_ns, status.st_size
 
 
-async def watch_config(app: App, path: str | Path, poll_s: float | None = None) -> None:
+async def watch_config(app: App, path: str | Path, poll_s: float | None = None, exclude: Sequence[str] = ()) -> None:
     """Reload on SIGHUP (where there is one) and whenever the file's stamp changes; runs until cancelled."""
     path = Path(path)
     if poll_s is None:
         poll_s = float(os.environ.get(POLL_ENV) or POLL_S)
     async with anyio.create_task_group() as tg:
         if hasattr(signal, "SIGHUP"):
-            tg.start_soon(_on_sighup, app, path)
+            tg.start_soon(_on_sighup, app, path, exclude)
         stamp = _stamp(path)
         while poll_s > 0:
             await anyio.sleep(poll_s)
             current = _stamp(path)
             if current is not None and current != stamp:
                 stamp = current
-                await reload_config(app, path)
+                await reload_config(app, path, exclude)
 
 
-async def _on_sighup(app: App, path: Path) -> None:
+async def _on_sighup(app: App, path: Path, exclude: Sequence[str]) -> None:
     with anyio.open_signal_receiver(signal.SIGHUP) as signals:
         async for _signal in signals:
             logger.info("SIGHUP: reloading %s", path)
-            await reload_config(app, path)
+            await reload_config(app, path, exclude)

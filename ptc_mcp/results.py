@@ -40,8 +40,12 @@ class RunResult(BaseModel):
     def error_type(self) -> ErrorType | None:
         return self.error.type if self.error else None
 
-    def to_text(self) -> str:
-        """Compact text for the model: output, result, one status line."""
+    def to_text(self, *, new_session: bool = False) -> str:
+        """Compact text for the model: output, result, one status line.
+
+        ``new_session``: this call started a session nothing keeps for the caller (stateless HTTP, or the 2026-07-28
+        protocol over HTTP), so the status line says how to keep it.
+        """
         parts: list[str] = []
         if self.stdout:
             parts.append(self.stdout.rstrip("\n"))
@@ -55,16 +59,18 @@ class RunResult(BaseModel):
         line = (
             f"[{status} · {self.tool_calls} tool call{'s' if self.tool_calls != 1 else ''} · {self.duration_ms:.0f} ms"
         )
-        if self.session:
+        if self.session and new_session:
+            line += f" · new session {self.session}; pass session= to keep its variables"
+        elif self.session:
             line += f" · session {self.session}"
         parts.append(line + "]")
         return "\n".join(parts)
 
-    def to_call_tool_result(self) -> types.CallToolResult:
+    def to_call_tool_result(self, *, new_session: bool = False) -> types.CallToolResult:
         """The MCP result; checked to encode as UTF-8 JSON here, so a bad field fails this run, never the
         connection (the SDK's writer would die on it and take a stdio server down)."""
         result = types.CallToolResult(
-            content=[types.TextContent(type="text", text=self.to_text())],
+            content=[types.TextContent(type="text", text=self.to_text(new_session=new_session))],
             structured_content=self.model_dump(mode="json"),
             is_error=self.error is not None,
         )

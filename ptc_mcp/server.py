@@ -1,8 +1,10 @@
 """The MCP server: one tool, ``execute_program``, over stdio, SSE or streamable HTTP.
 
 Failures inside a program are results (``isError: true`` with a typed ``structuredContent``), never protocol
-errors. On protocol versions with an MCP session, each connection owns one live interpreter by default; on the
-stateless 2026-07-28 protocol the client passes back the ``session`` handle every result carries.
+errors. On protocol versions with an MCP session, each connection owns one live interpreter by default, and so does a
+stdio connection on every protocol version (it has exactly one client); otherwise (the stateless 2026-07-28 protocol
+over HTTP, stateless HTTP) the client passes back the ``session`` handle every result carries, and a result that
+started a new session says so.
 
 Downstream servers' questions (elicitation, sampling) and approvals reach the client of the run that asked: on
 handshake-era connections as server→client requests on the ``execute_program`` request's stream (``RequestChannel``),
@@ -57,14 +59,10 @@ class ExecuteArguments(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    code: str = Field(
-        description="A Python program. Top-level `await` works; the value of a last expression is returned."
-    )
-    session: str | None = Field(
-        default=None, description="The `session` handle of an earlier result, to continue that session."
-    )
-    reset: bool = Field(default=False, description="Start this session from a fresh interpreter.")
-    timeout_s: float | int | None = Field(default=None, gt=0, description="Wall-clock limit for this run, in seconds.")
+    code: str
+    session: str | None = None
+    reset: bool = False
+    timeout_s: float | int | None = Field(default=None, gt=0)
 
 
 def input_schema(max_timeout_s: float) -> dict[str, Any]:
@@ -206,8 +204,13 @@ class RequestChannel:
         )
 
 
-def build_server(app: App) -> Server[Any]:
-    """The low-level MCP server for a running ``App``."""
+def build_server(app: App, *, one_client: bool = False) -> Server[Any]:
+    """The low-level MCP server for a running ``App``.
+
+    ``one_client``: this server has exactly one client (stdio: one process per client), which owns one implicit
+    session whatever its protocol version.
+    """
+    only_client: dict[str, Any] = {}
 
     async def list_tools(
         ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
@@ -216,7 +219,9 @@ def build_server(app: App) -> Server[Any]:
         return types.ListToolsResult(tools=[execute_program_tool(app)])
 
     async def follow(
-        exchange: InputExchange, ctx: ServerRequestContext[Any, Any]
+        exchange: InputExchange,
+        ctx: ServerRequestContext[Any, Any],
+        finish: Callable[[RunResult], types.CallToolResult],
     ) -> types.CallToolResult | types.InputRequiredResult:
         """Wait for the exchange's next questions or its result, reporting progress meanwhile."""
 
@@ -234,7 +239,7 @@ def build_server(app: App) -> Server[Any]:
         if isinstance(outcome, types.InputRequiredResult):
             return outcome
         app.exchanges.close(exchange)
-        return outcome.to_call_tool_result()
+        return finish(outcome)
 
     async def call_tool(
         ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
@@ -252,28 +257,40 @@ def build_server(app: App) -> Server[Any]:
             return error_result("invalid_input", problems).to_call_tool_result()
         modern = ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
         digest = arguments_digest(params.name, params.arguments)
+        connection = _connection(ctx)
+        # Where the implicit session's handle lives: this server's one client, or the handshake-era connection.
+        # (On the 2026-07-28 protocol the SDK builds a fresh Connection for every request, even over stdio.)
+        holder: dict[str, Any] | None = only_client if one_client else None
+        if holder is None and connection is not None and connection.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+            holder = connection.state
+        if app.executor.stateless or app.config.remote.stateless_http:
+            # Stateless streamable HTTP makes every request its own connection: a session tied to one would end
+            # with the request. Clients continue by the handle instead (remote.stateless_http).
+            holder = None
+
+        def finish(result: RunResult) -> types.CallToolResult:
+            """The client's result, once a new session is bound to the client that keeps it (if one does)."""
+            if holder is not None and arguments.session is None and result.session and SESSION_STATE_KEY not in holder:
+                holder[SESSION_STATE_KEY] = result.session
+                app.executor.sessions.mark_claimed(result.session)
+                if holder is not only_client:  # this server's one client's session ends with the server
+                    connection.exit_stack.push_async_callback(app.executor.sessions.close, result.session)
+            started = holder is None and arguments.session is None and result.session is not None
+            return result.to_call_tool_result(new_session=started)
+
+        handle = arguments.session
+        if handle is None and holder is not None:
+            handle = holder.get(SESSION_STATE_KEY)
+            if handle is not None and app.executor.sessions.get(handle, _caller_identity()) is None:
+                del holder[SESSION_STATE_KEY]  # expired while idle: start a fresh one
+                handle = None
         if modern and params.request_state is not None:  # a retry that answers the run's questions
             exchange = app.exchanges.find(params.request_state, _caller_identity(), digest)
             if exchange is None:
                 message = "unknown or expired requestState: send the call again without it to start a new run"
                 return error_result("invalid_input", message).to_call_tool_result()
             exchange.answer(params.input_responses)
-            return await follow(exchange, ctx)
-        connection = _connection(ctx)
-        implicit = (
-            connection is not None
-            and connection.protocol_version not in MODERN_PROTOCOL_VERSIONS
-            and not app.executor.stateless
-            # Stateless streamable HTTP makes every request its own connection: a session tied to one would end
-            # with the request. Clients continue by the handle instead (remote.stateless_http).
-            and not app.config.remote.stateless_http
-        )
-        handle = arguments.session
-        if handle is None and implicit:
-            handle = connection.state.get(SESSION_STATE_KEY)
-            if handle is not None and app.executor.sessions.get(handle, _caller_identity()) is None:
-                del connection.state[SESSION_STATE_KEY]  # expired while idle: start a fresh one
-                handle = None
+            return await follow(exchange, ctx, finish)
         request = ExecuteRequest(
             code=arguments.code,
             session=handle,
@@ -288,7 +305,7 @@ def build_server(app: App) -> Server[Any]:
                     owner=request.owner, digest=digest, can_elicit=can_elicit, can_sample=can_sample
                 )
                 app.exchanges.start(exchange, lambda ex: app.executor.execute(request, events=ex, channel=ex))
-                return await follow(exchange, ctx)
+                return await follow(exchange, ctx, finish)
         channel = None if modern else RequestChannel(ctx)
         try:
             result = await reported(
@@ -299,11 +316,7 @@ def build_server(app: App) -> Server[Any]:
         except Exception as exc:  # a host bug answering this program: a typed result, never a protocol error
             log.exception("execute_program failed on the host")
             return error_result("sandbox_failure", f"the host failed while running it: {exc!r}").to_call_tool_result()
-        if implicit and arguments.session is None and result.session and SESSION_STATE_KEY not in connection.state:
-            connection.state[SESSION_STATE_KEY] = result.session
-            app.executor.sessions.mark_claimed(result.session)
-            connection.exit_stack.push_async_callback(app.executor.sessions.close, result.session)
-        return result.to_call_tool_result()
+        return finish(result)
 
     return _Server(
         "ptc-mcp",

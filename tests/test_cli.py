@@ -138,3 +138,24 @@ def test_bench_defaults_belong_to_each_benchmark() -> None:
         True,
         "",
     )
+
+
+def test_check_takes_a_pasted_claude_desktop_file_and_excludes_entries(tmp_path: Path) -> None:
+    document = json.loads((Path(__file__).parent / "config_files" / "claude_desktop_config.json").read_text())
+    document["mcpServers"]["expenses"]["command"] = sys.executable  # the file says `python`
+    done = ptc_mcp("check", "--config", write(tmp_path, document), "--exclude", "ptc", "--exclude", "memory")
+    assert done.returncode == 0, done.stderr
+    assert "server expenses: 3 tools" in done.stdout
+    assert "server ptc" not in done.stdout and "server memory" not in done.stdout
+    [line] = [line for line in done.stderr.splitlines() if "ignored client keys" in line]
+    assert "globalShortcut" in line and "ptc (--exclude)" in line and "memory (--exclude)" in line
+
+
+def test_check_reports_a_server_that_fails_to_start_with_its_own_reason(tmp_path: Path) -> None:
+    crash = "import sys; sys.stderr.write('expenses-db: DATABASE_URL is not set\\n'); sys.exit(3)"
+    servers = {"expenses": EXPENSES_STDIO, "db": {"command": sys.executable, "args": ["-c", crash]}}
+    done = ptc_mcp("check", "--config", write(tmp_path, {"mcpServers": servers}))
+    assert done.returncode == 1
+    [line] = [line for line in done.stdout.splitlines() if line.startswith("server db:")]
+    assert "FAILED" in line and "expenses-db: DATABASE_URL is not set" in line
+    assert "expenses-db: DATABASE_URL is not set" in done.stderr  # still passed on to ptc-mcp's stderr as it came

@@ -24,6 +24,7 @@ from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
 from ptc_mcp.app import open_app
+from ptc_mcp.downstream.connection import CONNECT_TIMEOUT_S
 from ptc_mcp.examples.expenses_data import over_budget_engineers
 from ptc_mcp.server import build_server
 from tests.conftest import EXPENSES_STDIO, TIME_STDIO, server_memory_missing, test_config
@@ -183,9 +184,9 @@ async def test_mcp_server_time_from_pypi_is_callable_from_a_program() -> None:
 @pytest.mark.skipif(server_memory_missing() is not None, reason=str(server_memory_missing()))
 async def test_server_memory_from_npm_stores_and_reads_back_from_a_program(tmp_path: Path) -> None:
     memory = {
-        "command": "npx",
-        "args": ["-y", "@modelcontextprotocol/server-memory"],
-        "env": {"MEMORY_FILE_PATH": str(tmp_path / "memory.jsonl"), "npm_config_offline": "true"},
+        # The installed binary, not `npx -y …`: npx resolving the package under load is one more thing to wait for.
+        "command": "mcp-server-memory",
+        "env": {"MEMORY_FILE_PATH": str(tmp_path / "memory.jsonl")},
     }
     code = (
         "entity = {'name': 'ptc-mcp', 'entityType': 'project', 'observations': ['calls tools from programs']}\n"
@@ -193,7 +194,7 @@ async def test_server_memory_from_npm_stores_and_reads_back_from_a_program(tmp_p
         "graph = await memory.read_graph()\n"
         "[e['observations'] for e in graph['entities'] if e['name'] == 'ptc-mcp']"
     )
-    with anyio.fail_after(WAIT_S):
+    with anyio.fail_after(CONNECT_TIMEOUT_S + WAIT_S):  # start-up has its own bound; this one is outside it
         async with (
             open_app(test_config({"memory": memory}), allow_unisolated=True) as app,
             Client(build_server(app), mode="legacy") as client,

@@ -37,17 +37,21 @@ from pydantic import ValidationError
 import ptc_mcp
 from ptc_mcp.config import ServerConfig, StdioServerConfig
 from ptc_mcp.downstream.oauth import ServingOAuthProvider, oauth_auth
-from ptc_mcp.downstream.transports import open_transport
+from ptc_mcp.downstream.transports import StderrTail, open_transport
 from ptc_mcp.errors import ToolCallError
 from ptc_mcp.interaction import CURRENT_INTERACTION, RunInteraction, SamplingAnswer, refusal
 from ptc_mcp.text import valid_text
 
-__all__ = ["DownstreamServer", "describe_exception"]
+__all__ = ["CONNECT_TIMEOUT_S", "DownstreamServer", "describe_exception"]
 
 logger = logging.getLogger(__name__)
 
 MAX_TOOL_PAGES = 1000
 """A server whose ``tools/list`` cursor never ends cannot hang start-up."""
+CONNECT_TIMEOUT_S = 60.0
+"""How long one server may take to start and list its tools. Generous: on a loaded machine several node servers
+starting side by side (each ``npx`` resolving its package first) take tens of seconds, and a bound that fires then
+reports a working server as failed."""
 CLOSE_GRACE_S = 5.0
 """How long closing waits for transports to shut down cleanly before cancelling them."""
 
@@ -87,7 +91,7 @@ class DownstreamServer:
         config: ServerConfig,
         *,
         mode: ConnectMode = "auto",
-        connect_timeout_s: float = 30.0,
+        connect_timeout_s: float = CONNECT_TIMEOUT_S,
         on_tools_changed: Callable[[DownstreamServer], None] | None = None,
     ) -> None:
         self.name = name
@@ -109,6 +113,7 @@ class DownstreamServer:
         self._auth = oauth_auth(name, config) if not isinstance(config, StdioServerConfig) else None
         self._in_flight: dict[object, RunInteraction | None] = {}
         """Nested calls waiting for this server, and the run each belongs to (``None``: no run, e.g. ``check``)."""
+        self._stderr = StderrTail()
 
     @property
     def tools(self) -> tuple[types.Tool, ...]:
@@ -170,7 +175,7 @@ class DownstreamServer:
     async def call_tool(
         self, tool: str, arguments: dict[str, Any] | None = None, timeout_s: float | None = None
     ) -> types.CallToolResult:
-        """Call one tool; raises ``ToolCallError("tool_error", ...)`` on timeout or transport failure.
+        """Call one tool; raises ``ToolCallError`` on timeout (``"timeout"``) or transport failure (``"tool_error"``).
 
         A downstream tool failure (``isError``) is a result, not an exception.
         """
@@ -184,7 +189,7 @@ class DownstreamServer:
             with anyio.fail_after(timeout):
                 return await link.client.call_tool(tool, arguments or {})
         except TimeoutError:
-            raise ToolCallError("tool_error", f"{where} timed out after {timeout:g} s", outcome="timeout") from None
+            raise ToolCallError("timeout", f"{where} timed out after {timeout:g} s") from None
         except MCPError as exc:
             if exc.code == types.CONNECTION_CLOSED:
                 self._drop(link)
@@ -193,7 +198,7 @@ class DownstreamServer:
                 message = f"{where}: the server closed the connection (did it crash?); it restarts on the next call"
                 raise ToolCallError("tool_error", message) from None
             if exc.code == types.REQUEST_TIMEOUT:
-                raise ToolCallError("tool_error", f"{where} timed out after {timeout:g} s", outcome="timeout") from None
+                raise ToolCallError("timeout", f"{where} timed out after {timeout:g} s") from None
             message = f"{where} failed: {valid_text(exc.message)} (MCP error {exc.code})"
             raise ToolCallError("tool_error", message) from None
         except _LOST_ERRORS as exc:
@@ -255,14 +260,18 @@ class DownstreamServer:
                     await self._tg.start(self._hold)
             except TimeoutError:
                 message = f"server {self.name!r} did not start within {self.connect_timeout_s:g} s"
-                raise ToolCallError("tool_error", message) from None
+                raise ToolCallError("tool_error", message + self._stderr_note()) from None
             except Exception as exc:
                 if (login := self.login_needed) is not None:
                     raise ToolCallError("tool_error", login) from None
                 message = f"cannot connect to server {self.name!r}: {describe_exception(exc)}"
-                raise ToolCallError("tool_error", message) from exc
+                raise ToolCallError("tool_error", message + self._stderr_note()) from exc
             assert self._link is not None
             return self._link
+
+    def _stderr_note(self) -> str:
+        said = self._stderr.text()
+        return f"; its stderr ends: {said}" if said else ""
 
     def _drop(self, link: _Link) -> None:
         if not link.closing.is_set():
@@ -284,7 +293,7 @@ class DownstreamServer:
 
         try:
             client = Client(
-                open_transport(self.config, self._auth),
+                open_transport(self.config, self._auth, self._stderr),
                 mode=self.mode,
                 cache=None,
                 message_handler=on_message,

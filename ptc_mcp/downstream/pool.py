@@ -19,7 +19,7 @@ from mcp.client.client import ConnectMode
 
 from ptc_mcp.catalog.model import DownstreamTool, ServerInfo
 from ptc_mcp.config import Config, ServerConfig
-from ptc_mcp.downstream.connection import DownstreamServer, describe_exception
+from ptc_mcp.downstream.connection import CONNECT_TIMEOUT_S, DownstreamServer, describe_exception
 from ptc_mcp.errors import ToolCallError
 
 __all__ = ["DownstreamPool", "DownstreamTool", "ReconfigureResult"]
@@ -56,7 +56,7 @@ class DownstreamPool:
         self,
         servers: Mapping[str, ServerConfig],
         *,
-        connect_timeout_s: float = 30.0,
+        connect_timeout_s: float = CONNECT_TIMEOUT_S,
         mode: ConnectMode = "auto",
     ) -> None:
         self._connect_timeout_s = connect_timeout_s

@@ -173,5 +173,6 @@ async def serve_remote(
     )
     sock = listening_socket(host, port)
     state.ready = True
-    log.info("serving %s on %s:%d", transport, host, sock.getsockname()[1])
+    shown = f"[{host}]" if ":" in host else host
+    app.announce_ready(transport, f"http://{shown}:{sock.getsockname()[1]}/{'sse' if transport == 'sse' else 'mcp'}")
     await uvicorn_server.serve(sockets=[sock])

@@ -39,13 +39,13 @@ async def test_a_killed_stdio_server_fails_the_pending_call_and_restarts_for_the
     assert new_pid != pid
 
 
-async def test_a_hanging_tool_times_out_with_a_tool_error_and_the_server_keeps_working() -> None:
+async def test_a_hanging_tool_times_out_with_a_timeout_error_and_the_server_keeps_working() -> None:
     async with DownstreamPool({"fx": fixture_server()}) as pool:
         with anyio.fail_after(20):
             with pytest.raises(ToolCallError) as caught:
                 await pool.call_tool("fx", "sleep", {"seconds": 60}, timeout_s=0.3)
             assert text_of(await pool.call_tool("fx", "echo", {"text": "ok"})) == "ok"
-    assert caught.value.error_type == "tool_error"
+    assert caught.value.error_type == "timeout"
     assert "timed out" in caught.value.message
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from ptc_mcp.config import StdioServerConfig
 from ptc_mcp.downstream import DownstreamPool
+from ptc_mcp.downstream.connection import CONNECT_TIMEOUT_S
 from tests.conftest import server_memory_missing
 
 pytestmark = pytest.mark.anyio
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.anyio
 @pytest.mark.skipif(importlib.util.find_spec("mcp_server_time") is None, reason="mcp-server-time is not installed")
 async def test_mcp_server_time_tells_the_time_in_utc() -> None:
     config = StdioServerConfig(command=sys.executable, args=["-m", "mcp_server_time", "--local-timezone", "UTC"])
-    with anyio.fail_after(60):
+    with anyio.fail_after(CONNECT_TIMEOUT_S + 60):  # start-up has its own bound; this one is outside it
         async with DownstreamPool({"time": config}) as pool:
             assert pool.failures == {}
             assert "get_current_time" in {tool.tool.name for tool in pool.tools()}
@@ -33,12 +34,12 @@ async def test_mcp_server_time_tells_the_time_in_utc() -> None:
 @pytest.mark.skipif(server_memory_missing() is not None, reason=str(server_memory_missing()))
 async def test_server_memory_from_npm_stores_and_reads_back_an_entity(tmp_path: Path) -> None:
     config = StdioServerConfig(
-        command="npx",
-        args=["-y", "@modelcontextprotocol/server-memory"],
-        env={"MEMORY_FILE_PATH": str(tmp_path / "memory.jsonl"), "npm_config_offline": "true"},
+        # The installed binary, not `npx -y …`: npx resolving the package under load is one more thing to wait for.
+        command="mcp-server-memory",
+        env={"MEMORY_FILE_PATH": str(tmp_path / "memory.jsonl")},
     )
     entity = {"name": "ptc-mcp", "entityType": "project", "observations": ["calls tools from programs"]}
-    with anyio.fail_after(60):
+    with anyio.fail_after(CONNECT_TIMEOUT_S + 60):  # start-up has its own bound; this one is outside it
         async with DownstreamPool({"memory": config}) as pool:
             assert pool.failures == {}
             created = await pool.call_tool("memory", "create_entities", {"entities": [entity]})
