@@ -101,3 +101,25 @@ async def test_an_edited_config_file_is_applied_without_a_signal(tmp_path: Path)
     assert "gone." not in description
     assert structured(after)["result"] == "kept"
     assert structured(missing)["error"] is not None
+
+
+async def test_a_reloaded_client_file_still_leaves_out_the_excluded_entry(tmp_path: Path) -> None:
+    config = tmp_path / "claude_desktop_config.json"
+    itself = {"command": "ptc-mcp-not-installed-here", "args": ["serve", "--config", str(config)]}
+
+    def write(servers: dict[str, Any]) -> None:
+        document = {"globalShortcut": "Ctrl+Space", "mcpServers": {"ptc": itself, **servers}}
+        config.write_text(json.dumps({**document, "sandbox": {"kind": "process"}}), encoding="utf-8")
+
+    write({"fx": FX})
+    notified = Notified()
+    command = ["-m", "ptc_mcp", "serve", "--config", str(config), "--exclude", "ptc"]
+    params = StdioServerParameters(command=sys.executable, args=command, env={POLL_ENV: "0.2"})
+    with anyio.fail_after(WAIT_S):
+        async with Client(params, mode="legacy", message_handler=notified) as client:
+            await client.list_tools()
+            write({"fx": FX, "more": FX})
+            await notified.event.wait()
+            description = (await client.list_tools()).tools[0].description or ""
+    assert "more." in description
+    assert "ptc" not in description.replace("ptc-mcp", "")  # neither started nor reported unavailable
