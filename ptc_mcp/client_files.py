@@ -94,13 +94,17 @@ def _entry(name: str, raw: Any, own_keys: Iterable[str], result: ClientFile, den
         elif key == "transportType" and "type" not in raw:
             entry["type"] = value
         elif key == "envFile" and isinstance(value, str):
-            entry["env"] = {**_read_env_file(value, f"{where}.envFile"), **raw.get("env", {})}
+            pass  # read below, once ``env`` is known (whatever the keys' order)
         elif key == "disabledTools" and isinstance(value, list):
             deny.extend(f"{name}.{tool}" for tool in value if isinstance(tool, str))
         elif _looks_like(key, own):
             entry[key] = value  # a misspelling of ours: validation fails naming it
         else:
             result.ignored.append(f"{where}.{key}")
+    env_file = raw.get("envFile")
+    if isinstance(env_file, str):
+        env = entry.get("env")
+        entry["env"] = {**_read_env_file(env_file, f"{where}.envFile"), **(env if isinstance(env, Mapping) else {})}
     if isinstance(entry.get("type"), str):
         entry["type"] = _TYPES.get(entry["type"], entry["type"])
     elif "type" not in entry and str(entry.get("url", "")).rstrip("/").endswith("/sse"):

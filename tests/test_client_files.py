@@ -65,6 +65,10 @@ def test_a_cursor_file_reads_its_env_file_and_takes_an_sse_url_as_sse(
     assert isinstance(expenses, StdioServerConfig)
     assert expenses.env == {"API_KEY": "k-123", "EXPENSES_MODE": "demo"}  # the entry's own env wins
     assert isinstance(config.mcp_servers["linear"], SseServerConfig)
+    # the same entry with `envFile` before `env`: the same result
+    first = {"envFile": str(env_file), **document["mcpServers"]["expenses"]}
+    again = parse_config({"mcpServers": {"expenses": first}}, environ={}).mcp_servers["expenses"]
+    assert again.env == expenses.env  # type: ignore[union-attr]
 
 
 def test_a_cline_file_skips_disabled_servers_and_keeps_its_timeouts(caplog: pytest.LogCaptureFixture) -> None:
