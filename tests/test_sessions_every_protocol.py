@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import anyio
+import mcp_types as types
 import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
@@ -106,3 +107,21 @@ async def test_serve_over_http_says_it_is_ready_with_its_address(tmp_path: Path)
             await process.aclose()
     [ready] = [line for line in log.read_text().splitlines() if "ptc-mcp ready" in line]
     assert "http on http://127.0.0.1:" in ready and "/mcp" in ready and "sandbox process" in ready
+
+
+async def test_a_current_protocol_stdio_client_that_can_answer_questions_keeps_its_variables_too(
+    tmp_path: Path,
+) -> None:
+    # A client declaring elicitation runs programs through input exchanges at 2026-07-28; the session binds the same.
+    async def never_asked(context: object, params: object) -> types.ElicitResult:
+        return types.ElicitResult(action="decline")
+
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "ptc_mcp", "serve", "--config", str(write_config(tmp_path))]
+    )
+    with anyio.fail_after(WAIT_S):
+        async with Client(params, mode="2026-07-28", elicitation_callback=never_asked) as client:
+            first = await execute(client, "n = 21")
+            second = await execute(client, "n * 2")
+    assert structured(second)["result"] == 42
+    assert structured(second)["session"] == structured(first)["session"]
