@@ -46,6 +46,20 @@ def _load(path: str, exclude: list[str] | None = None) -> Config:
         raise SystemExit(2) from None
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: the version, the interpreter, and which sandbox the default config gets here (and why)."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest=dest, default=argparse.SUPPRESS, nargs=0, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        from ptc_mcp.sandboxes import sandbox_report
+
+        print(f"ptc-mcp {__version__} (Python {sys.version.split()[0]} at {sys.executable})")
+        print(sandbox_report(Config()).text())
+        parser.exit()
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from ptc_mcp.app import open_app
     from ptc_mcp.server import build_server
@@ -90,6 +104,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from ptc_mcp.app import open_app
     from ptc_mcp.downstream.login_cli import auth_status
+    from ptc_mcp.sandboxes import sandbox_report
 
     config = _load(args.config, args.exclude)
 
@@ -98,6 +113,8 @@ def cmd_check(args: argparse.Namespace) -> int:
             backend = app.backend
             isolation = "isolated" if backend.isolated else "NOT ISOLATED"
             print(f"sandbox: {backend.kind} ({isolation})")
+            for line in sandbox_report(config, allow_unisolated=True).lines():
+                print(f"  {line}")
             for name, server in app.pool.servers.items():
                 login = auth_status(name, server.config, server.login_needed, args.config)
                 if server.login_needed is not None:
@@ -134,6 +151,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from ptc_mcp.demo import run_demo
 
     return anyio.run(run_demo)
+
+
+def cmd_example(args: argparse.Namespace) -> int:
+    from ptc_mcp.examples.expenses import main as serve_expenses
+
+    serve_expenses(args.options, prog="ptc-mcp example expenses")
+    return 0
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -237,7 +261,9 @@ def _add_exclude(command: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ptc-mcp", description="Programmatic tool calling for any MCP client.")
-    parser.add_argument("--version", action="version", version=f"ptc-mcp {__version__}")
+    parser.add_argument(
+        "--version", action=_VersionAction, help="show the version and which sandbox this machine gives, then exit"
+    )
     parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -275,6 +301,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="run the bundled expense-audit example end to end")
     demo.set_defaults(func=cmd_demo)
+
+    example = commands.add_parser(
+        "example", help="serve a bundled example MCP server (for a config: works from any client, see README)"
+    )
+    example.add_argument("name", choices=["expenses"], help="expenses: the expense-audit server the demo uses")
+    example.add_argument("options", nargs=argparse.REMAINDER, help="its own options (--transport, --port, ...)")
+    example.set_defaults(func=cmd_example)
 
     add_bench_parser(commands)
 

@@ -16,12 +16,11 @@ import mcp_types as types
 from mcp import Client, StdioServerParameters
 
 from ptc_mcp.config import Config
-from ptc_mcp.errors import SandboxUnavailableError
 from ptc_mcp.examples.expenses_data import AUDIT_TASK, over_budget_engineers
-from ptc_mcp.sandboxes import create_backend
+from ptc_mcp.sandboxes import sandbox_report
 
 UNISOLATED_WARNING = (
-    "\n  WARNING: no isolated sandbox is available on this machine ({reason}).\n"
+    "\n  WARNING: no isolated sandbox is available on this machine (see above for what to install).\n"
     "  The demo runs its own bundled, trusted program in an UNISOLATED child process.\n"
     "  `ptc-mcp serve` refuses to do this for model-written code unless the config opts in.\n"
 )
@@ -40,13 +39,11 @@ def demo_config(allow_unisolated: bool) -> dict[str, object]:
 
 
 async def run_demo() -> int:
-    try:
-        backend = create_backend(Config())
-        print(f"sandbox: {backend.kind} (isolated)")
-        allow_unisolated = False
-    except SandboxUnavailableError as exc:
-        print(UNISOLATED_WARNING.format(reason=str(exc).split(" (")[0]), file=sys.stderr)
-        allow_unisolated = True
+    report = sandbox_report(Config(), allow_unisolated=True)
+    print(report.text())
+    allow_unisolated = not report.isolated
+    if allow_unisolated:
+        print(UNISOLATED_WARNING, file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="ptc-mcp-demo-") as folder:
         config_path = Path(folder) / "config.json"
         config_path.write_text(json.dumps(demo_config(allow_unisolated)), encoding="utf-8")

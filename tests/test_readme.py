@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from ptc_mcp.config import parse_config
-from ptc_mcp.examples.expenses_data import over_budget_engineers
+from ptc_mcp.examples.expenses_data import over_budget_engineers, team_members
 from ptc_mcp.executor import ExecuteRequest
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
@@ -44,3 +44,16 @@ async def test_the_program_the_readme_shows_gets_the_right_answer(open_test_app:
     assert result.error is None, result.error
     assert result.result == [row["name"] for row in over_budget_engineers()]
     assert result.tool_calls == 17
+
+
+@pytest.mark.anyio
+async def test_the_readme_server_config_runs_the_bundled_example_through_this_installation(
+    open_test_app: Any,
+) -> None:
+    servers = json.loads(_blocks("json")[1])["mcpServers"]
+    assert servers["expenses"] == {"command": "ptc-mcp", "args": ["example", "expenses"]}
+    async with open_test_app(servers={"expenses": servers["expenses"]}) as app:
+        code = "[p['id'] for p in await expenses.get_team_members(department='engineering')]"
+        result = await app.executor.execute(ExecuteRequest(code=code))
+    assert result.error is None, result.error
+    assert result.result == [person["id"] for person in team_members("engineering")]

@@ -3,7 +3,9 @@
 A transport is what the MCP SDK calls one: an async context manager that yields a (read, write) stream pair.
 Stdio servers get the SDK's safe default environment (``PATH``, ``HOME``, ...) with the configured ``env`` on
 top, as Claude Desktop does; their stderr goes to ours, never to stdout, through a pipe that keeps its last lines
-(``StderrTail``), so a server that fails to start is reported with its own reason.
+(``StderrTail``), so a server that fails to start is reported with its own reason. A server whose ``command`` is
+``ptc-mcp`` (``ptc-mcp example expenses``) runs with the interpreter that runs this ptc-mcp, whatever ``PATH``
+says: an MCP client that started ptc-mcp by its absolute path often has no ``ptc-mcp`` on its ``PATH``.
 """
 
 from __future__ import annotations
@@ -37,9 +39,16 @@ def stdio_environment(config: StdioServerConfig) -> dict[str, str]:
     return get_default_environment() | config.env
 
 
+SELF_COMMAND = "ptc-mcp"
+"""A stdio server with this ``command`` is this ptc-mcp installation (``sys.executable -m ptc_mcp``)."""
+
+
 def stdio_parameters(config: StdioServerConfig) -> StdioServerParameters:
     """The SDK's launch parameters for a stdio server."""
-    return StdioServerParameters(command=config.command, args=list(config.args), env=dict(config.env), cwd=config.cwd)
+    command, args = config.command, list(config.args)
+    if command == SELF_COMMAND:
+        command, args = sys.executable, ["-m", "ptc_mcp", *args]
+    return StdioServerParameters(command=command, args=args, env=dict(config.env), cwd=config.cwd)
 
 
 def _errlog() -> TextIO:

@@ -4,7 +4,7 @@ Tools: ``get_team_members(department)``, ``get_expenses(employee_id, quarter)``,
 Every tool has an output schema, so clients get ``structuredContent`` (the SDK wraps non-object results as
 ``{"result": ...}``). The audit task and its ground truth live in ``ptc_mcp.examples.expenses_data``.
 
-Run it::
+Run it (``ptc-mcp example expenses`` is the same, from any client: see the README)::
 
     python -m ptc_mcp.examples.expenses                                # stdio
     python -m ptc_mcp.examples.expenses --transport http --port 8765   # streamable HTTP on 127.0.0.1, path /mcp
@@ -128,9 +128,9 @@ async def _serve_http(server: MCPServer, transport: Literal["http", "sse"], port
     await uvicorn.Server(config).serve(sockets=[sock])
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Command line entry point."""
-    parser = argparse.ArgumentParser(prog="python -m ptc_mcp.examples.expenses", description=__doc__.split("\n")[0])
+def main(argv: list[str] | None = None, prog: str = "python -m ptc_mcp.examples.expenses") -> None:
+    """Command line entry point (also ``ptc-mcp example expenses``)."""
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     parser.add_argument("--transport", choices=["stdio", "http", "streamable-http", "sse"], default="stdio")
     parser.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 for HTTP transports (0: any)")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="simulated latency added to every call")

@@ -16,7 +16,10 @@ def add_proxy_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
         description="An Anthropic-compatible /v1/messages endpoint that runs programmatic tool calling on any "
         "Bedrock model with tool use. Point the Anthropic SDK's base_url at it.",
     )
-    proxy.add_argument("--config", required=True, help="the JSON config file (sandbox, limits, optional mcpServers)")
+    proxy.add_argument(
+        "--config",
+        help="the JSON config file: sandbox, limits, optional mcpServers (default: the defaults, no servers)",
+    )
     proxy.add_argument("--host", default="127.0.0.1", help="listen address (default: loopback only)")
     proxy.add_argument("--port", type=int, default=8080)
     proxy.add_argument(
@@ -45,14 +48,14 @@ def add_proxy_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
 def cmd_proxy(args: argparse.Namespace) -> int:
     import anyio
 
-    from ptc_mcp.config import load_config
+    from ptc_mcp.config import Config, load_config
     from ptc_mcp.errors import ConfigError, SandboxUnavailableError
     from ptc_mcp.proxy.models import ModelMap
     from ptc_mcp.proxy.routing import parse_peers
     from ptc_mcp.proxy.serve import serve_proxy
 
     try:
-        config = load_config(args.config)
+        config = load_config(args.config) if args.config else Config()
         model_map = ModelMap.parse(args.model_map)
         peers = parse_peers(args.peers)
     except (ConfigError, ValueError, OSError) as exc:

@@ -1,15 +1,22 @@
 """Sandbox backends, chosen by ``sandbox.kind`` and imported lazily.
 
 ``process`` (bubblewrap when present), ``srt`` (Anthropic's sandbox-runtime), ``docker`` and ``agentcore``
-implement ``SandboxBackend`` (see ``base.py``). ``auto`` picks the best isolated one available (``process`` with
-bubblewrap, else ``srt``, else ``docker``); with none, it refuses unless the config opts in to unisolated code.
+implement ``SandboxBackend`` (see ``base.py``). Each backend's module has ``create_backend(config)`` and
+``probe(config)``; ``probe`` says, without starting anything, whether the backend can isolate programs here and,
+if not, what to install. ``auto`` takes the first of ``AUTO_ORDER`` whose probe succeeds; with none, it refuses
+unless the config opts in to unisolated code. ``sandbox_report`` tells a user which backend a config gets and why
+each other one is not used (``--version``, ``check``, ``demo``). To add a backend: a module with those two
+functions, its kind in ``KINDS`` (and in ``AUTO_ORDER`` if ``auto`` may pick it), its extra in ``EXTRAS``.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 from ptc_mcp.config import Config
 from ptc_mcp.errors import SandboxUnavailableError
@@ -17,7 +24,16 @@ from ptc_mcp.sandboxes.base import SandboxBackend, SandboxLimits
 
 log = logging.getLogger(__name__)
 
-_EXTRAS = {"docker": "docker", "agentcore": "agentcore"}
+AUTO_ORDER: tuple[str, ...] = ("process", "srt", "docker")
+"""The backends ``auto`` tries, strongest-and-cheapest first (srt: macOS and Windows have no bubblewrap)."""
+KINDS: tuple[str, ...] = ("process", "srt", "docker", "agentcore")
+"""Every backend, in the order the report lists them."""
+EXTRAS: dict[str, tuple[str, str]] = {"docker": ("docker", "docker"), "agentcore": ("agentcore", "bedrock_agentcore")}
+"""kind → (the pip extra it needs, a module that extra installs)."""
+ONLY_WHEN_ASKED: dict[str, str] = {
+    "agentcore": 'it runs programs in AWS; ask for it with "sandbox": {"kind": "agentcore"} and AWS credentials',
+}
+"""Why ``auto`` never picks a backend outside ``AUTO_ORDER`` (said in the report)."""
 
 
 def sandbox_limits(config: Config) -> SandboxLimits:
@@ -31,16 +47,124 @@ def sandbox_limits(config: Config) -> SandboxLimits:
     )
 
 
+def _install_hint(kind: str) -> str:
+    extra = EXTRAS.get(kind)
+    return f'pip install "ptc-mcp[{extra[0]}]"' if extra else ""
+
+
 def _load(kind: str, config: Config) -> SandboxBackend:
     try:
         module = importlib.import_module(f"ptc_mcp.sandboxes.{kind}")
     except ImportError as exc:
-        extra = _EXTRAS.get(kind)
-        if extra is None:
+        if kind not in EXTRAS:
             raise
-        raise ImportError(f'the {kind} sandbox needs an extra: pip install "ptc-mcp[{extra}]" ({exc})') from exc
+        raise ImportError(f"the {kind} sandbox needs an extra: {_install_hint(kind)} ({exc})") from exc
     backend: SandboxBackend = module.create_backend(config)
     return backend
+
+
+# --- which backend, and why -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SandboxOption:
+    """One backend as this machine offers it."""
+
+    kind: str
+    usable: bool | None
+    """Whether it can isolate programs here (``None``: not probed, since only an explicit ``sandbox.kind`` uses it)."""
+    detail: str
+    """What it is when usable; why not otherwise, naming what to install."""
+
+
+@dataclass(frozen=True)
+class SandboxReport:
+    """Which backend a config gets on this machine, and why each other one is not used."""
+
+    requested: str
+    """``sandbox.kind`` as configured."""
+    chosen: str | None
+    """The backend ``create_backend`` uses (``None``: it refuses to start)."""
+    isolated: bool
+    options: tuple[SandboxOption, ...]
+
+    def summary(self) -> str:
+        """One line: ``process (isolated), chosen by sandbox.kind "auto"``."""
+        if self.chosen is None:
+            return f'none: no isolated sandbox for sandbox.kind "{self.requested}" (serve refuses to start)'
+        isolation = "isolated" if self.isolated else "NOT ISOLATED"
+        return f'{self.chosen} ({isolation}), chosen by sandbox.kind "{self.requested}"'
+
+    def text(self) -> str:
+        """``sandbox: <summary>`` and, indented, one line per backend."""
+        return "\n".join([f"sandbox: {self.summary()}", *(f"  {line}" for line in self.lines())])
+
+    def lines(self) -> list[str]:
+        """One line per backend: chosen (and what it is), or why not."""
+        lines = []
+        for option in self.options:
+            if option.kind == self.chosen:
+                verdict = f"chosen ({option.detail})" if option.usable else f"chosen, NOT ISOLATED ({option.detail})"
+            elif option.usable is None or not option.usable:
+                verdict = option.detail
+            elif self.requested != "auto":
+                verdict = f'usable, not chosen: sandbox.kind is "{self.requested}" ({option.detail})'
+            else:
+                verdict = (
+                    f"usable, not chosen: auto takes the first usable of {', '.join(AUTO_ORDER)} ({option.detail})"
+                )
+            lines.append(f"{option.kind}: {verdict}")
+        return lines
+
+
+def probe_backend(kind: str, config: Config) -> SandboxOption:
+    """Whether ``kind`` can isolate programs here, without starting anything (its module's ``probe``)."""
+    try:
+        module = importlib.import_module(f"ptc_mcp.sandboxes.{kind}")
+    except ImportError as exc:
+        if kind not in EXTRAS:
+            return SandboxOption(kind, False, f"cannot be used here ({exc})")
+        return SandboxOption(kind, False, f"not installed ({_install_hint(kind)})")
+    usable, detail = module.probe(config)
+    return SandboxOption(kind, bool(usable), detail)
+
+
+def _unprobed(kind: str) -> SandboxOption:
+    extra = EXTRAS.get(kind)
+    if extra is not None and importlib.util.find_spec(extra[1]) is None:
+        return SandboxOption(kind, None, f"not installed ({_install_hint(kind)})")
+    return SandboxOption(kind, None, f"not tried by auto ({ONLY_WHEN_ASKED.get(kind, 'ask for it by sandbox.kind')})")
+
+
+def _auto_options(config: Config) -> Iterator[SandboxOption]:
+    """``AUTO_ORDER``'s probes, lazily (``create_backend`` stops at the first usable one)."""
+    for kind in AUTO_ORDER:
+        yield probe_backend(kind, config)
+
+
+def sandbox_report(config: Config, *, allow_unisolated: bool | None = None) -> SandboxReport:
+    """Which backend ``create_backend(config)`` uses here and why each other one is not used."""
+    requested = config.sandbox.kind
+    unisolated_ok = config.sandbox.allow_unisolated if allow_unisolated is None else allow_unisolated
+    options = {option.kind: option for option in _auto_options(config)}
+    if requested != "auto" and requested not in options:
+        options[requested] = probe_backend(requested, config)
+    for kind in KINDS:
+        options.setdefault(kind, _unprobed(kind))
+    ordered = tuple(options[kind] for kind in KINDS if kind in options) + tuple(
+        option for kind, option in options.items() if kind not in KINDS
+    )
+    if requested == "auto":
+        chosen = next((kind for kind in AUTO_ORDER if options[kind].usable), None)
+    else:
+        chosen = requested if options[requested].usable else None
+    isolated = chosen is not None
+    if chosen is None and unisolated_ok and (requested in ("auto", "process")):
+        chosen = "process"
+    return SandboxReport(requested=requested, chosen=chosen, isolated=isolated, options=ordered)
+
+
+# --- creating the backend -------------------------------------------------------------------------------------
 
 
 def create_backend(config: Config, *, allow_unisolated: bool | None = None) -> SandboxBackend:
@@ -52,27 +176,21 @@ def create_backend(config: Config, *, allow_unisolated: bool | None = None) -> S
         if not backend.isolated and not unisolated_ok:
             raise SandboxUnavailableError(_refusal(kind, getattr(backend, "bubblewrap_reason", "")))
         return backend
-    process = _load("process", config)
-    if process.isolated:
-        return process
-    try:
-        return _load("srt", config)  # macOS and Windows have no bubblewrap; srt uses their own mechanisms
-    except (ImportError, SandboxUnavailableError) as exc:
-        srt_reason = str(exc)
-    docker_reason = "the docker extra is not installed"
-    try:
-        docker = _load("docker", config)
-    except (ImportError, SandboxUnavailableError) as exc:
-        docker_reason = str(exc)
-    else:
-        if docker.isolated:
-            return docker
+    reasons = []
+    for option in _auto_options(config):
+        if option.usable:
+            try:
+                backend = _load(option.kind, config)
+            except (ImportError, SandboxUnavailableError) as exc:  # gone since the probe
+                reasons.append(f"{option.kind}: {exc}")
+                continue
+            if backend.isolated:
+                return backend
+        reasons.append(f"{option.kind}: {option.detail}")
     if unisolated_ok:
         log.warning("no isolated sandbox is available: running programs UNISOLATED (sandbox.allow_unisolated)")
-        return process
-    raise SandboxUnavailableError(
-        _refusal("auto", f"{getattr(process, 'bubblewrap_reason', '')}; srt: {srt_reason}; docker: {docker_reason}")
-    )
+        return _load("process", config)
+    raise SandboxUnavailableError(_refusal("auto", "; ".join(reasons)))
 
 
 def _refusal(kind: str, reason: str) -> str:

@@ -318,6 +318,13 @@ class AgentCoreBackend:
                 group.start_soon(session.aclose)
 
 
+def probe(config: Config) -> tuple[bool, str]:
+    """The settings are valid; AWS itself is not asked (credentials are checked when the first session starts)."""
+    settings = load_settings(config)
+    region = settings.region or "boto3's default region"
+    return True, f"code interpreter {settings.code_interpreter_id} in {region}"
+
+
 def create_backend(config: Config) -> AgentCoreBackend:
     """The ``agentcore`` backend for a config (validates ``sandbox.agentcore``)."""
     return AgentCoreBackend(load_settings(config), run_timeout_s=config.limits.timeout_s)

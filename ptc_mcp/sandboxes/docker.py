@@ -217,6 +217,27 @@ def _unreachable(exc: Exception) -> str:
     )
 
 
+PROBE_TIMEOUT_S = 5.0
+
+
+def probe(config: Config) -> tuple[bool, str]:
+    """Whether a Docker engine answers and the settings isolate (no network), without starting a container."""
+    settings = parse_docker_settings(config.sandbox.docker)
+    try:
+        client = engine_client(min(settings.api_timeout_s, PROBE_TIMEOUT_S))
+    except docker.errors.DockerException as exc:
+        return False, f"no Docker engine answers ({exc}): start one (dockerd, Docker Desktop) or set DOCKER_HOST"
+    try:
+        version = client.version().get("Version", "?")
+    except docker.errors.DockerException:
+        version = "?"
+    finally:
+        client.close()
+    if settings.network != "none":
+        return False, f'not isolated: sandbox.docker.network is "{settings.network}" (only "none" isolates)'
+    return True, f"Docker engine {version}, image {settings.image}"
+
+
 def create_backend(config: Config) -> DockerBackend:
     """The ``docker`` backend for a config; raises ``SandboxUnavailableError`` when no engine answers."""
     settings = parse_docker_settings(config.sandbox.docker)

@@ -105,7 +105,7 @@ class LaunchSpec:
 def _detect_bubblewrap() -> tuple[Bubblewrap | None, str]:
     bwrap = find_bubblewrap()
     if bwrap is None:
-        return None, "bwrap not on PATH: install bubblewrap (apt-get install bubblewrap)"
+        return None, "bubblewrap not installed (apt-get install bubblewrap)"
     true = shutil.which("true", path=SAFE_PATH) or "/bin/true"
     user = _allocate_uid() if os.geteuid() == 0 else None
     try:

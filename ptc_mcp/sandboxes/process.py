@@ -180,6 +180,11 @@ class ProcessBackend:
         self._sessions.clear()
 
 
+def probe(config: Config) -> tuple[bool, str]:
+    """Whether bubblewrap isolates programs here (tried for real once), and which one or why not."""
+    return bubblewrap_status()
+
+
 def create_backend(config: Config) -> ProcessBackend:
     """The ``process`` backend for a config (bubblewrap when usable)."""
     return ProcessBackend(

@@ -306,6 +306,11 @@ class SrtBackend(ProcessBackend):
         self.isolated = True
 
 
+def probe(config: Config) -> tuple[bool, str]:
+    """Whether srt sandboxes programs here (tried for real once), and which one or why not."""
+    return srt_status(parse_srt_settings(config.sandbox.srt).command)
+
+
 def create_backend(config: Config) -> SrtBackend:
     """The ``srt`` backend for a config; raises ``SandboxUnavailableError`` saying why when srt cannot run here."""
     return SrtBackend(

@@ -1,0 +1,66 @@
+"""Which sandbox a config gets, and why each other one is not used (``sandbox_report``, ``create_backend``)."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from ptc_mcp.config import Config
+from ptc_mcp.errors import SandboxUnavailableError
+from ptc_mcp.sandboxes import create_backend, isolation, sandbox_report
+
+NO_BUBBLEWRAP = "bubblewrap not installed (apt-get install bubblewrap)"
+
+
+@pytest.fixture
+def bare_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No bubblewrap (its detection answers as on a machine without it) and no Docker engine (a socket that is not)."""
+    monkeypatch.setattr(isolation, "_detect_bubblewrap", lambda: (None, NO_BUBBLEWRAP))
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+
+
+def test_on_a_machine_without_isolation_every_backend_says_what_to_install(bare_machine: None) -> None:
+    report = sandbox_report(Config())
+    assert report.chosen is None and not report.isolated
+    lines = report.lines()
+    assert lines[0] == f"process: {NO_BUBBLEWRAP}"
+    assert lines[1].startswith("docker: no Docker engine answers") and "DOCKER_HOST" in lines[1]
+    assert lines[2].startswith("agentcore: not tried by auto")
+    assert "serve refuses to start" in report.summary()
+    with pytest.raises(SandboxUnavailableError, match="apt-get install bubblewrap") as refused:
+        create_backend(Config())
+    assert "no Docker engine answers" in str(refused.value)
+
+
+def test_opting_in_to_unisolated_code_is_reported_as_not_isolated(bare_machine: None) -> None:
+    report = sandbox_report(Config.model_validate({"sandbox": {"allow_unisolated": True}}))
+    assert report.chosen == "process" and not report.isolated
+    assert "NOT ISOLATED" in report.summary()
+    assert report.lines()[0] == f"process: chosen, NOT ISOLATED ({NO_BUBBLEWRAP})"
+
+
+def test_a_missing_extra_is_named_with_the_pip_command(bare_machine: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "docker", None)  # `import docker` now fails as without the extra
+    monkeypatch.delitem(sys.modules, "ptc_mcp.sandboxes.docker", raising=False)
+    (docker,) = [line for line in sandbox_report(Config()).lines() if line.startswith("docker:")]
+    assert docker == 'docker: not installed (pip install "ptc-mcp[docker]")'
+
+
+@pytest.mark.bubblewrap
+def test_auto_takes_bubblewrap_first_and_says_why_the_others_were_not_chosen() -> None:
+    if not isolation.bubblewrap_status()[0]:
+        pytest.skip(f"no bubblewrap here: {isolation.bubblewrap_status()[1]}")
+    report = sandbox_report(Config())
+    assert (report.chosen, report.isolated) == ("process", True)
+    process, docker, agentcore = report.lines()
+    assert process.startswith("process: chosen (bubblewrap ")
+    assert docker.startswith("docker: ") and "chosen (" not in docker
+    assert agentcore.startswith("agentcore: ")
+
+
+def test_an_explicit_kind_is_chosen_and_the_others_say_so() -> None:
+    report = sandbox_report(Config.model_validate({"sandbox": {"kind": "agentcore"}}))
+    assert report.chosen == "agentcore"
+    assert report.lines()[2].startswith("agentcore: chosen (code interpreter ")
+    assert not any(line.split(": ", 1)[1].startswith("chosen") for line in report.lines()[:2])
