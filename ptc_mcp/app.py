@@ -15,6 +15,7 @@ import anyio
 from ptc_mcp.approvals import ApprovalRule
 from ptc_mcp.audit import AuditLog
 from ptc_mcp.bridge import ToolBridge
+from ptc_mcp.capacity import raise_open_file_limit
 from ptc_mcp.catalog.policy import ToolPolicy
 from ptc_mcp.config import Config
 from ptc_mcp.downstream.pool import DownstreamPool
@@ -63,6 +64,7 @@ async def open_app(
     config: Config, *, backend: SandboxBackend | None = None, allow_unisolated: bool | None = None
 ) -> AsyncIterator[App]:
     """Start everything (the sandbox backend first, so a missing sandbox fails before servers start)."""
+    raise_open_file_limit()  # max_sessions was sized for the hard limit: each session holds a few pipes
     backend = backend or create_backend(config, allow_unisolated=allow_unisolated)
     try:
         async with DownstreamPool.from_config(config) as pool:

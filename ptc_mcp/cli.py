@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 
 from ptc_mcp import __version__
-from ptc_mcp.config import Config, load_config, parse_config
+from ptc_mcp.config import Config, effective_limits, load_config, parse_config
 from ptc_mcp.errors import ConfigError, SandboxUnavailableError
 
 AUTH_TOKEN_ENV = "PTC_MCP_AUTH_TOKEN"
@@ -115,6 +115,8 @@ def cmd_check(args: argparse.Namespace) -> int:
             print(f"sandbox: {backend.kind} ({isolation})")
             for line in sandbox_report(config, allow_unisolated=True).lines():
                 print(f"  {line}")
+            for line in effective_limits(config):
+                print(line)
             for name, server in app.pool.servers.items():
                 login = auth_status(name, server.config, server.login_needed, args.config)
                 if server.login_needed is not None:

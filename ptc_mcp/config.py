@@ -28,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 
+from ptc_mcp.capacity import size_capacity, this_machine
 from ptc_mcp.client_files import normalize
 from ptc_mcp.errors import ConfigError
 from ptc_mcp.remote.settings import RemoteConfig
@@ -139,6 +140,7 @@ class SandboxConfig(_Strict):
     unclaimed_session_idle_s: float = Field(default=120.0, gt=0)
     """Idle limit of a session started without a handle that nobody has continued or bound to a connection yet."""
     max_sessions: int = Field(default=32, ge=1)
+    """Sized from the machine when the config leaves it out (``ptc_mcp.capacity``); 32 only for a bare model."""
     scratch_mb: int = Field(default=64, ge=1)
     max_processes: int = Field(default=64, ge=1)
     max_open_files: int = Field(default=256, ge=16)
@@ -159,7 +161,9 @@ class LimitsConfig(_Strict):
     max_output_bytes: int = Field(default=32768, ge=256)
     max_tool_calls: int = Field(default=500, ge=0)
     max_concurrent_runs: int = Field(default=8, ge=1)
+    """Sized from the machine when the config leaves it out (``ptc_mcp.capacity``); 8 only for a bare model."""
     max_queued_runs: int = Field(default=32, ge=0)
+    """Sized from the machine when the config leaves it out (``ptc_mcp.capacity``); 32 only for a bare model."""
     memory_mb: int = Field(default=512, ge=64)
     max_code_bytes: int = Field(default=1_000_000, ge=1024)
     input_timeout_s: float = Field(default=120.0, gt=0, le=86400)
@@ -211,6 +215,38 @@ class Config(_Strict):
         """The file this config was read from (``None`` for an inline config): sandboxes must not read it."""
         return self._source
 
+    _sized: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @property
+    def sized(self) -> dict[str, str]:
+        """The capacity settings sized from this machine (left out of the config), each with its arithmetic."""
+        return dict(self._sized)
+
+    @model_validator(mode="after")
+    def _size_from_the_machine(self) -> Config:
+        given = self.limits.model_fields_set | self.sandbox.model_fields_set
+        if {"max_concurrent_runs", "max_queued_runs", "max_sessions"} <= given:
+            return self
+        capacity = size_capacity(
+            this_machine(),
+            self.limits.memory_mb,
+            runs=self.limits.max_concurrent_runs if "max_concurrent_runs" in given else None,
+            sessions=self.sandbox.max_sessions if "max_sessions" in given else None,
+        )
+        sized = {
+            "max_concurrent_runs": capacity.max_concurrent_runs,
+            "max_queued_runs": capacity.max_queued_runs,
+            "max_sessions": capacity.max_sessions,
+        }
+        sized = {key: value for key, value in sized.items() if key not in given}
+        limits = {key: value for key, value in sized.items() if key != "max_sessions"}
+        # Frozen models: the sized values replace the placeholders once, here, before anything reads them.
+        object.__setattr__(self, "limits", self.limits.model_copy(update=limits))
+        if "max_sessions" in sized:
+            object.__setattr__(self, "sandbox", self.sandbox.model_copy(update={"max_sessions": sized["max_sessions"]}))
+        self._sized = {"memory": capacity.arithmetic["memory"]} | {key: capacity.arithmetic[key] for key in sized}
+        return self
+
     @field_validator("mcp_servers")
     @classmethod
     def _server_names(cls, servers: dict[str, Any]) -> dict[str, Any]:
@@ -218,6 +254,21 @@ class Config(_Strict):
             if not SERVER_NAME.match(name):
                 raise ValueError(f"server name {name!r} must use only letters, digits, '_' and '-'")
         return servers
+
+
+def effective_limits(config: Config) -> list[str]:
+    """The limits in force (``check`` prints them) and, for those sized from this machine, the arithmetic."""
+    limits = config.limits
+    lines = [
+        f"limits: {limits.max_concurrent_runs} programs at once, {limits.max_queued_runs} more waiting,"
+        f" {config.sandbox.max_sessions} sessions held; each run: {limits.timeout_s:g} s, {limits.memory_mb} MB,"
+        f" {limits.max_tool_calls} tool calls, {limits.max_output_bytes} bytes of output"
+    ]
+    sized = config.sized
+    if sized:
+        lines.append("  sized from this machine (set them in the config to override):")
+        lines.extend(f"    {key}: {arithmetic}" for key, arithmetic in sized.items())
+    return lines
 
 
 def expand_env(value: Any, environ: Mapping[str, str], path: str = "") -> Any:

@@ -5,6 +5,7 @@ Exception tree (everything the host side raises derives from ``PtcError``)::
     PtcError
     ├── ConfigError            bad config file: fails at start-up, names the key
     ├── BusyError              no run slot free and the queue is full
+    ├── SessionClosedError     the session a call names was closed (evicted, idle); says why
     ├── SandboxUnavailableError no backend can run here (says what to install)
     ├── SandboxFailure         the sandbox died or spoke nonsense; the session is discarded
     ├── RunLimitExceeded       a run crossed a limit that ends it; the session is discarded
@@ -45,6 +46,10 @@ class ConfigError(PtcError):
 
 class BusyError(PtcError):
     """Every run slot is taken and the wait queue is full."""
+
+
+class SessionClosedError(PtcError):
+    """The session a call continues was closed by the server; the message says why (e.g. to make room)."""
 
 
 class SandboxUnavailableError(PtcError):

@@ -31,7 +31,7 @@ from ptc_mcp.audit import SESSION_PREFIX_CHARS, AuditLog
 from ptc_mcp.bridge import DISCOVERY, CallRecord, RunTools, ToolBridge
 from ptc_mcp.budget import fit_run
 from ptc_mcp.config import LimitsConfig
-from ptc_mcp.errors import BusyError, ErrorType, RunLimitExceeded, SandboxFailure, ToolCallError
+from ptc_mcp.errors import BusyError, ErrorType, RunLimitExceeded, SandboxFailure, SessionClosedError, ToolCallError
 from ptc_mcp.interaction import ClientChannel, RunInteraction
 from ptc_mcp.output import OutputCollector, safe_text
 from ptc_mcp.results import RunError, RunResult, error_result
@@ -170,31 +170,61 @@ class Executor:
         refusal = self.audit.refusal()
         if refusal is not None:
             return error_result("busy", refusal, session=request.session)
+        timeout_s = self.time_limit(request)
+        new = request.session is None
+        session: Session | None = None
         try:
-            async with _Admission(self) as admission:
+            async with _Admission(self) as admission, AsyncExitStack() as held:
                 if self.stateless:
-                    async with admission.slot():
-                        return await self._run_stateless(request, events, channel)
-                new = request.session is None
-                session = await self._resolve_session(request)
+                    await held.enter_async_context(admission.slot())
+                    return await self._run_stateless(request, events, channel, timeout_s)
+                # A new session may wait for room (every session is running a program). That wait counts against
+                # the call's time limit, so it is bounded, and the run gets what is left of it.
+                asked = anyio.current_time()
+                with anyio.move_on_after(timeout_s) as waiting:
+                    session = await self._resolve_session(request)
+                if waiting.cancelled_caught:
+                    return self._not_started(request, timeout_s)
                 if session is None:
-                    return error_result(
-                        "invalid_input", "unknown or expired session: omit `session` to start a new one"
-                    )
-                try:
-                    async with session.lock, self.sessions.claim(session), admission.slot():
-                        if request.reset:
-                            await session.discard_sandbox()
-                        return await self._run_in(session, request, events, channel)
-                except anyio.get_cancelled_exc_class():
-                    if new:  # its handle never reached the caller: nobody can continue it
-                        with anyio.CancelScope(shield=True):
-                            await self.sessions.close(session.handle)
-                    raise
+                    return self._unknown_session(request)
+                left_s = timeout_s - (anyio.current_time() - asked)
+                await held.enter_async_context(self.sessions.hold(session))
+                await held.enter_async_context(admission.slot())
+                if request.reset:
+                    await session.discard_sandbox()
+                return await self._run_in(session, request, events, channel, left_s)
         except BusyError as exc:
             return error_result("busy", str(exc), session=request.session)
         except SandboxFailure as exc:  # the shared session map: unreachable, or the run's lease was lost
             return error_result("sandbox_failure", str(exc), session=request.session)
+        except SessionClosedError as exc:
+            return self._unknown_session(request, str(exc))
+        except anyio.get_cancelled_exc_class():
+            if new and session is not None:  # its handle never reached the caller: nobody can continue it
+                with anyio.CancelScope(shield=True):
+                    await self.sessions.close(session.handle)
+            raise
+
+    def time_limit(self, request: ExecuteRequest) -> float:
+        """The call's time limit: what it asked for, at most ``limits.timeout_s``."""
+        return min(request.timeout_s or self.limits.timeout_s, self.limits.timeout_s)
+
+    def _unknown_session(self, request: ExecuteRequest, reason: str | None = None) -> RunResult:
+        reason = reason or self.sessions.ended(request.session or "", request.owner)
+        if reason is None:
+            return error_result("invalid_input", "unknown or expired session: omit `session` to start a new one")
+        return error_result(
+            "invalid_input", f"this session was {reason}; its variables are gone: omit `session` to start a new one"
+        )
+
+    def _not_started(self, request: ExecuteRequest, timeout_s: float) -> RunResult:
+        return error_result(
+            "timeout",
+            f"the program did not start within its time limit of {timeout_s:g} s: all"
+            f" {self.sessions.max_sessions} sessions (sandbox.max_sessions) were running programs and none finished"
+            " in time (the wait for a session counts against the time limit); try again shortly",
+            session=request.session,
+        )
 
     async def _resolve_session(self, request: ExecuteRequest) -> Session | None:
         if request.session is None:
@@ -207,11 +237,11 @@ class Executor:
         return found
 
     async def _run_stateless(
-        self, request: ExecuteRequest, events: RunEvents | None, channel: ClientChannel | None
+        self, request: ExecuteRequest, events: RunEvents | None, channel: ClientChannel | None, time_s: float
     ) -> RunResult:
         session = Session(handle="", owner=request.owner)
         try:
-            result = await self._run_in(session, request, events, channel)
+            result = await self._run_in(session, request, events, channel, time_s)
         finally:
             with anyio.CancelScope(shield=True):
                 await session.discard_sandbox()
@@ -222,10 +252,14 @@ class Executor:
         self,
         session: Session,
         request: ExecuteRequest,
-        events: RunEvents | None = None,
-        channel: ClientChannel | None = None,
+        events: RunEvents | None,
+        channel: ClientChannel | None,
+        time_s: float,
     ) -> RunResult:
-        timeout_s = min(request.timeout_s or self.limits.timeout_s, self.limits.timeout_s)
+        """Run in ``session`` for at most ``time_s`` (the time limit, less any wait for room for a new session)."""
+        timeout_s = self.time_limit(request)
+        waited_s = max(0.0, timeout_s - time_s)
+        deadline = anyio.current_time() + time_s
         output = OutputCollector(self.limits.max_output_bytes)
         run_id = secrets.token_hex(8)
         session_prefix = session.handle[:SESSION_PREFIX_CHARS]
@@ -253,9 +287,9 @@ class Executor:
         error: RunError | None = None
         finished = False
         try:
-            with anyio.move_on_after(timeout_s) as deadline:
+            with anyio.CancelScope(deadline=deadline) as limit:
                 if request.on_deadline is not None:
-                    request.on_deadline(deadline)
+                    request.on_deadline(limit)
                 try:
                     sandbox: SandboxSession = await session.ensure_sandbox(self.backend)
                     report = await sandbox.run(run, watched.call_tool, watched)
@@ -266,10 +300,11 @@ class Executor:
                 except Exception as exc:  # a host bug: this run fails, the server keeps serving
                     log.exception("run %s failed on the host", run_id)
                     error = RunError(type="sandbox_failure", message=f"the host failed while running it: {exc!r}")
-            if deadline.cancelled_caught:
+            if limit.cancelled_caught:
+                waited = f" (after waiting {waited_s:.1f} s for a session)" if waited_s >= 0.1 else ""
                 error = RunError(
                     type="timeout",
-                    message=f"the program ran longer than {timeout_s:g} s and was stopped"
+                    message=f"the program reached its time limit of {timeout_s:g} s{waited} and was stopped"
                     + ("" if self.stateless else "; the session restarts fresh on the next call"),
                 )
             finished = True

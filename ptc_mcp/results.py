@@ -35,6 +35,10 @@ class RunResult(BaseModel):
     tool_calls: int = 0
     duration_ms: float = 0.0
     session: str | None = Field(default=None, description="Pass this back as `session` to continue the session.")
+    notice: str | None = Field(
+        default=None,
+        description="What the caller should know about the session, e.g. that it started afresh and why.",
+    )
 
     @property
     def error_type(self) -> ErrorType | None:
@@ -55,6 +59,8 @@ class RunResult(BaseModel):
             parts.append(f"→ {self.result_repr}")
         if self.error is not None:
             parts.append(self.error.traceback.rstrip("\n") if self.error.traceback else self.error.message)
+        if self.notice:
+            parts.append(f"[note: {self.notice}]")
         status = "ok" if self.error is None else f"error: {self.error.type}"
         line = (
             f"[{status} · {self.tool_calls} tool call{'s' if self.tool_calls != 1 else ''} · {self.duration_ms:.0f} ms"

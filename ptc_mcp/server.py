@@ -268,8 +268,15 @@ def build_server(app: App, *, one_client: bool = False) -> Server[Any]:
             # with the request. Clients continue by the handle instead (remote.stateless_http).
             holder = None
 
+        gone: list[str] = []  # why this client's implicit session was closed, when it was
+
         def finish(result: RunResult) -> types.CallToolResult:
             """The client's result, once a new session is bound to the client that keeps it (if one does)."""
+            if gone:
+                result.notice = (
+                    f"this connection's session was {gone[0]}: this program ran in a fresh interpreter, and the"
+                    " variables of earlier programs are gone"
+                )
             if holder is not None and arguments.session is None and result.session and SESSION_STATE_KEY not in holder:
                 holder[SESSION_STATE_KEY] = result.session
                 app.executor.sessions.mark_claimed(result.session)
@@ -282,7 +289,9 @@ def build_server(app: App, *, one_client: bool = False) -> Server[Any]:
         if handle is None and holder is not None:
             handle = holder.get(SESSION_STATE_KEY)
             if handle is not None and app.executor.sessions.get(handle, _caller_identity()) is None:
-                del holder[SESSION_STATE_KEY]  # expired while idle: start a fresh one
+                # Closed (idle, or to make room): start a fresh one, and say that the variables are gone.
+                gone.append(app.executor.sessions.ended(handle, _caller_identity()) or "closed")
+                del holder[SESSION_STATE_KEY]
                 handle = None
         if modern and params.request_state is not None:  # a retry that answers the run's questions
             exchange = app.exchanges.find(params.request_state, _caller_identity(), digest)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -22,13 +23,16 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from ptc_mcp.errors import BusyError
+from ptc_mcp.errors import SessionClosedError
 from ptc_mcp.sandboxes.base import ResumableSession, SandboxBackend, SandboxSession
 
 if TYPE_CHECKING:
     from ptc_mcp.remote.shared_sessions import SessionSharing
 
 log = logging.getLogger(__name__)
+
+ENDED_REMEMBERED = 10_000
+"""Handles of closed sessions remembered with the reason, so a call that passes one back learns why it is gone."""
 
 
 @dataclass(eq=False)
@@ -70,14 +74,30 @@ class Session:
 
 
 class SessionStore:
-    """All live sessions of this server instance."""
+    """All live sessions of this server instance.
+
+    At most ``max_sessions``: a new session takes the place of the least recently used idle one. When every session
+    is running a program, new sessions wait for one to finish, first come first served (the caller bounds the wait).
+    """
 
     def __init__(self, *, idle_s: float, max_sessions: int, unclaimed_idle_s: float | None = None) -> None:
         self._idle_s = idle_s
         self._unclaimed_idle_s = min(idle_s, unclaimed_idle_s) if unclaimed_idle_s is not None else idle_s
         self._max_sessions = max_sessions
         self._sessions: dict[str, Session] = {}
+        self._room = anyio.Lock()  # FIFO: new sessions get room in the order they asked
+        self._changed = anyio.Event()
+        self._ended: OrderedDict[str, tuple[str | None, str]] = OrderedDict()
         self.sharing: SessionSharing | None = None
+
+    @property
+    def max_sessions(self) -> int:
+        return self._max_sessions
+
+    @property
+    def waiting_for_room(self) -> bool:
+        """Whether a new session is waiting for a session to finish its run."""
+        return self._room.locked()
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -97,22 +117,31 @@ class SessionStore:
             return session
         if not await self.sharing.exists(handle, owner):
             return None
-        if handle in self._sessions:  # found meanwhile by a concurrent request
-            return self.get(handle, owner)
-        if len(self._sessions) >= self._max_sessions:
-            await self._evict_one()
-        session = Session(handle=handle, owner=owner)
-        self._sessions[handle] = session
+        async with self._room:
+            if handle in self._sessions:  # found meanwhile by a concurrent request
+                return self.get(handle, owner)
+            await self._wait_for_room()
+            session = Session(handle=handle, owner=owner)
+            self._sessions[handle] = session
         return session
 
     @asynccontextmanager
-    async def claim(self, session: Session) -> AsyncIterator[Session]:
-        """Hold ``session`` for one run: with a shared map, its lease, and an interpreter that is current."""
-        if self.sharing is None or not session.handle:
-            yield session
-            return
-        async with self.sharing.claim(session):
-            yield session
+    async def hold(self, session: Session) -> AsyncIterator[Session]:
+        """Hold ``session`` for one run: its lock (runs of a session take turns) and, with a shared map, its lease
+        and an interpreter that is current. Releasing it lets a new session that waits for room evict it."""
+        try:
+            async with session.lock:
+                if session.handle and self._sessions.get(session.handle) is not session:
+                    # Evicted between being found and being held: running it would start an orphan interpreter.
+                    found = self._ended.get(session.handle)
+                    raise SessionClosedError(found[1] if found else "closed")
+                if self.sharing is None or not session.handle:
+                    yield session
+                else:
+                    async with self.sharing.claim(session):
+                        yield session
+        finally:
+            self._notify()
 
     def mark_claimed(self, handle: str) -> None:
         """The session's handle reached someone who keeps it (a connection, or a call that passed it back)."""
@@ -127,51 +156,98 @@ class SessionStore:
         return session
 
     async def create(self, owner: str | None) -> Session:
-        if len(self._sessions) >= self._max_sessions:
-            await self._evict_one()
-        session = Session(handle="ptc_" + secrets.token_urlsafe(24), owner=owner)
+        """A new session; when the server holds ``max_sessions`` and all are running, waits for one to finish."""
+        async with self._room:
+            await self._wait_for_room()
+            session = Session(handle="ptc_" + secrets.token_urlsafe(24), owner=owner)
+            self._sessions[session.handle] = session  # its place is taken before the next await
         if self.sharing is not None:
-            await self.sharing.create(session)
-        self._sessions[session.handle] = session
+            try:
+                await self.sharing.create(session)
+            except BaseException:
+                self._sessions.pop(session.handle, None)
+                self._notify()
+                raise
         return session
 
-    async def _evict_one(self) -> None:
+    def ended(self, handle: str, owner: str | None) -> str | None:
+        """Why the session ``handle`` (of ``owner``) was closed, if this server closed it recently."""
+        found = self._ended.get(handle)
+        if found is None or not secrets.compare_digest(found[0] or "", owner or ""):
+            return None
+        return found[1]
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    async def _wait_for_room(self) -> None:
+        """Until there is room for one more session (call holding ``_room``): evict an idle one, or wait for one."""
+        while len(self._sessions) >= self._max_sessions:
+            if not await self._evict_one():
+                changed = self._changed
+                await changed.wait()
+
+    async def _evict_one(self) -> bool:
+        """Close the least recently used idle session; False if every session is running a program."""
         idle = [s for s in self._sessions.values() if not s.lock.locked()]
         if not idle:
-            raise BusyError(f"all {self._max_sessions} sessions are running programs")
+            return False
         oldest = min(idle, key=lambda s: s.last_used)
         log.info("session limit reached: closing the least recently used session")
-        await (self._drop(oldest.handle) if self.sharing is not None else self.close(oldest.handle))
+        reason = f"closed to make room: the server holds at most {self._max_sessions} sessions (sandbox.max_sessions)"
+        await (self._drop(oldest.handle, reason) if self.sharing is not None else self.close(oldest.handle, reason))
+        return True
 
-    async def close(self, handle: str) -> None:
-        """End a session for good: its interpreter stops (and, with a shared map, no instance can continue it)."""
+    def _remember(self, session: Session, reason: str | None) -> None:
+        if reason is None or not session.handle:
+            return
+        self._ended[session.handle] = (session.owner, reason)
+        while len(self._ended) > ENDED_REMEMBERED:
+            self._ended.popitem(last=False)
+
+    async def close(self, handle: str, reason: str | None = None) -> None:
+        """End a session for good: its interpreter stops (and, with a shared map, no instance can continue it).
+
+        ``reason`` (e.g. "closed to make room: ...") is what a later call that passes the handle back is told.
+        """
         session = self._sessions.pop(handle, None)
+        if session is not None:
+            self._remember(session, reason)
+            self._notify()
         if self.sharing is not None and handle:
             await self.sharing.delete(handle)
         if session is not None:
             await session.discard_sandbox()
 
-    async def _drop(self, handle: str) -> None:
+    async def _drop(self, handle: str, reason: str | None = None) -> None:
         """Forget a shared session here only; another instance (or this one, later) can continue it."""
         session = self._sessions.pop(handle, None)
         if session is not None:
+            self._remember(session, reason)
+            self._notify()
             await session.detach_sandbox()
 
     async def expire_idle(self) -> int:
         """Close sessions idle for longer than the limit; returns how many."""
         now = time.monotonic()
         stale = [
-            s.handle
+            s
             for s in self._sessions.values()
             if not s.lock.locked() and now - s.last_used > (self._unclaimed_idle_s if s.unclaimed else self._idle_s)
         ]
         if self.sharing is not None:
             # Idle here is not idle everywhere: let go locally; the map's expiry stops what nobody used.
-            for handle in stale:
-                await self._drop(handle)
+            for session in stale:
+                await self._drop(session.handle)
             return len(stale) + await self.sharing.reap_idle(self._idle_s)
-        for handle in stale:
-            await self.close(handle)
+        for session in stale:
+            idle_s, setting = (
+                (self._unclaimed_idle_s, "unclaimed_session_idle_s")
+                if session.unclaimed
+                else (self._idle_s, "session_idle_s")
+            )
+            await self.close(session.handle, f"closed after {idle_s:g} s without a call (sandbox.{setting})")
         return len(stale)
 
     async def aclose(self) -> None:

@@ -163,6 +163,10 @@ class ProcessBackend:
         except OSError as exc:
             spec.cleanup()
             raise SandboxFailure(f"cannot start the sandbox interpreter: {exc}") from None
+        except BaseException:  # cancelled (a run's time limit, which counts its wait, ended during the start)
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(spec.cleanup)
+            raise
         channel = RuntimeChannel(process.stdin, process.stdout, RawOutput())  # type: ignore[arg-type]
         session = ProcessSession(spec, process, channel, on_close=self._sessions.discard)
         try:
