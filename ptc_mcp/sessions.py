@@ -195,7 +195,8 @@ class SessionStore:
             return False
         oldest = min(idle, key=lambda s: s.last_used)
         log.info("session limit reached: closing the least recently used session")
-        reason = f"closed to make room: the server holds at most {self._max_sessions} sessions (sandbox.max_sessions)"
+        held = f"{self._max_sessions} session{'s' if self._max_sessions != 1 else ''}"
+        reason = f"closed to make room: the server holds at most {held} (sandbox.max_sessions)"
         await (self._drop(oldest.handle, reason) if self.sharing is not None else self.close(oldest.handle, reason))
         return True
 
