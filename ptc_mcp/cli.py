@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -184,10 +185,34 @@ def _bench_catalog(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _bench_load(args: argparse.Namespace) -> dict[str, Any]:
-    from ptc_mcp.bench.load import run_load_bench
+    from ptc_mcp.bench.load import run_load_benches
 
-    report: dict[str, Any] = anyio.run(run_load_bench, args.clients, args.programs, args.calls, args.mode, args.output)
+    settings = (("max_concurrent_runs", args.max_concurrent_runs), ("max_queued_runs", args.max_queued_runs))
+    limits = {key: value for key, value in settings if value is not None}
+    sandbox = {"max_sessions": args.max_sessions} if args.max_sessions is not None else {}
+    run = functools.partial(
+        run_load_benches,
+        args.clients,
+        args.programs,
+        args.calls,
+        args.mode,
+        args.output,
+        limits=limits,
+        sandbox=sandbox,
+    )
+    report: dict[str, Any] = anyio.run(run)
     return report
+
+
+def _counts(text: str) -> list[int]:
+    """``64`` or ``32,64,128``."""
+    try:
+        counts = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or numbers separated by commas, got {text!r}") from None
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive numbers, got {text!r}")
+    return counts
 
 
 def _bench_soak(args: argparse.Namespace) -> dict[str, Any]:
@@ -233,7 +258,18 @@ def add_bench_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
     tokens.set_defaults(run_bench=_bench_tokens)
 
     load = benches.add_parser("load", parents=[common], help="many clients at once through one server")
-    load.add_argument("--clients", type=int, default=64, help="concurrent MCP clients")
+    load.add_argument(
+        "--clients",
+        type=_counts,
+        default=[64],
+        help="concurrent MCP clients; several (32,64,128) run one after another, reported side by side",
+    )
+    for option, what in (
+        ("--max-concurrent-runs", "limits.max_concurrent_runs"),
+        ("--max-queued-runs", "limits.max_queued_runs"),
+        ("--max-sessions", "sandbox.max_sessions"),
+    ):
+        load.add_argument(option, type=int, help=f"set {what} (default: the server's default, sized here)")
     load.add_argument("--programs", type=int, default=50, help="programs per client")
     load.add_argument("--calls", type=int, default=10, help="nested tool calls per program")
     load.add_argument("--mode", choices=["legacy", "auto"], default="legacy", help="the clients' protocol mode")

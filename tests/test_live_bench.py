@@ -23,6 +23,10 @@ async def test_a_small_load_has_no_failures_and_leaves_no_processes_or_descripto
     assert report["audit_run_lines"] == 12 + 1  # and the warm-up program
     assert report["audit_call_lines"] == (12 + 1) * 3
     assert "<!-- load:start -->" in output.read_text()
+    # On the defaults, sized from this machine, and the report says so.
+    settings = report["settings"]
+    assert {"max_concurrent_runs", "max_queued_runs", "max_sessions"} <= set(settings["sized"])
+    assert f"`max_sessions` {settings['max_sessions']}: (" in output.read_text()
 
 
 async def test_a_short_soak_samples_the_server_and_writes_its_section(tmp_path: Path) -> None:
@@ -36,6 +40,9 @@ async def test_a_short_soak_samples_the_server_and_writes_its_section(tmp_path: 
 
 def test_the_cli_scales_the_benchmarks_down() -> None:
     args = build_parser().parse_args(["bench", "load", "--clients", "2", "--programs", "3", "--mode", "auto"])
-    assert (args.bench, args.clients, args.programs, args.calls, args.mode) == ("load", 2, 3, 10, "auto")
+    assert (args.bench, args.clients, args.programs, args.calls, args.mode) == ("load", [2], 3, 10, "auto")
+    assert (args.max_concurrent_runs, args.max_queued_runs, args.max_sessions) == (None, None, None)
+    args = build_parser().parse_args(["bench", "load", "--clients", "32,64,128", "--max-sessions", "40"])
+    assert (args.clients, args.max_sessions) == ([32, 64, 128], 40)
     args = build_parser().parse_args(["bench", "soak", "--runs", "50", "--sample-every", "10"])
     assert (args.runs, args.sample_every) == (50, 10)

@@ -18,6 +18,9 @@ class Footprint:
     fds: int
     descendants: int
     """Live (non-zombie) processes below the server: sandboxes, warm interpreters, downstream servers."""
+    tree_pss_mb: float = 0.0
+    """Proportional set size of the server and all its descendants (shared pages split between sharers); only
+    when asked for (``footprint(pid, tree=True)``): reading it costs a page-table walk per process."""
 
     def as_dict(self) -> dict[str, float]:
         return {key: float(value) for key, value in asdict(self).items()}
@@ -64,5 +67,23 @@ def descendants(pid: int) -> list[int]:
     return sorted(found)
 
 
-def footprint(pid: int) -> Footprint:
-    return Footprint(rss_mb=round(rss_mb(pid), 1), fds=open_fds(pid), descendants=len(descendants(pid)))
+def pss_mb(pid: int) -> float:
+    """Proportional set size of one process (0 if it is gone)."""
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return 0.0
+    for line in text.splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def footprint(pid: int, *, tree: bool = False) -> Footprint:
+    below = descendants(pid)
+    return Footprint(
+        rss_mb=round(rss_mb(pid), 1),
+        fds=open_fds(pid),
+        descendants=len(below),
+        tree_pss_mb=round(sum(pss_mb(each) for each in [pid, *below]), 1) if tree else 0.0,
+    )

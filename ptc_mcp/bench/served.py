@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import anyio
 
-from ptc_mcp.config import Config
+from ptc_mcp.config import Config, parse_config
 from ptc_mcp.demo import demo_config
 from ptc_mcp.errors import SandboxUnavailableError
 from ptc_mcp.sandboxes import create_backend
@@ -63,6 +63,13 @@ def bench_config(folder: Path, **sections: dict[str, Any]) -> dict[str, Any]:
     for key, value in sections.items():
         config[key] = {**config.get(key, {}), **value}
     return config
+
+
+def served_config(**sections: dict[str, Any]) -> Config:
+    """The config ``serve_subprocess(**sections)`` serves, validated here: the settings in force, sized ones too
+    (the child runs on this machine, so it sizes them the same)."""
+    with tempfile.TemporaryDirectory(prefix="ptc-mcp-served-") as name:
+        return parse_config(bench_config(Path(name), **sections), environ={})
 
 
 async def _wait_listening(port: int, process: anyio.abc.Process, stderr_file: Path) -> None:
