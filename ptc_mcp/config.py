@@ -225,7 +225,7 @@ class Config(_Strict):
     @model_validator(mode="after")
     def _size_from_the_machine(self) -> Config:
         given = self.limits.model_fields_set | self.sandbox.model_fields_set
-        if {"max_concurrent_runs", "max_queued_runs", "max_sessions"} <= given:
+        if {"max_concurrent_runs", "max_queued_runs", "max_sessions"} <= given or not _interpreters_live_here(self):
             return self
         capacity = size_capacity(
             this_machine(),
@@ -254,6 +254,15 @@ class Config(_Strict):
             if not SERVER_NAME.match(name):
                 raise ValueError(f"server name {name!r} must use only letters, digits, '_' and '-'")
         return servers
+
+
+def _interpreters_live_here(config: Config) -> bool:
+    """Whether this machine's memory bounds the interpreters: not for AgentCore (in AWS) or a remote Docker engine."""
+    if config.sandbox.kind == "agentcore":
+        return False
+    if config.sandbox.kind == "docker":
+        return os.environ.get("DOCKER_HOST", "unix://").startswith("unix://")
+    return True
 
 
 def effective_limits(config: Config) -> list[str]:
