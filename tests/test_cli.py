@@ -41,6 +41,10 @@ def test_check_prints_the_catalog_and_the_description_and_exits_zero(tmp_path: P
     assert "  expenses.get_expenses" in done.stdout
     assert "execute_program description:" in done.stdout
     assert "expenses.get_team_members(*, department: str)" in done.stdout
+    # Which sandbox and why not the others, and the limits in force with the arithmetic of the sized ones.
+    assert "\n  docker: " in done.stdout and "\n  agentcore: " in done.stdout
+    assert "\nlimits: " in done.stdout and "programs at once" in done.stdout
+    assert "sized from this machine" in done.stdout and "    max_sessions: (" in done.stdout
 
 
 def test_check_exits_non_zero_when_a_server_fails_and_still_lists_the_others(tmp_path: Path) -> None:
@@ -104,6 +108,7 @@ def test_version_prints_the_version() -> None:
     done = ptc_mcp("--version")
     assert done.returncode == 0
     assert done.stdout.startswith("ptc-mcp ")
+    assert "\nsandbox: " in done.stdout and "\n  process: " in done.stdout
 
 
 @pytest.mark.slow
@@ -113,6 +118,7 @@ def test_demo_runs_the_audit_end_to_end_and_exits_zero() -> None:
     for row in over_budget_engineers():
         assert f"({row['id']})" in done.stdout
     assert "answer checked against the ground truth" in done.stdout
+    assert done.stdout.startswith("sandbox: ") and "\n  agentcore: " in done.stdout
 
 
 def test_each_bench_takes_only_its_own_options() -> None:
