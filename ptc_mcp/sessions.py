@@ -91,6 +91,10 @@ class SessionStore:
         self.sharing: SessionSharing | None = None
 
     @property
+    def max_sessions(self) -> int:
+        return self._max_sessions
+
+    @property
     def waiting_for_room(self) -> bool:
         """Whether a new session is waiting for a session to finish its run."""
         return self._room.locked()
