@@ -128,7 +128,14 @@ def test_installing_the_all_extra_brings_every_optional_backend_and_face_but_no_
     installed: Installed,
 ) -> None:
     python = str(installed.venv / "bin" / "python")
-    modules = ["docker", "boto3", "bedrock_agentcore", "opentelemetry.sdk", "opentelemetry.exporter.otlp.proto.http"]
+    modules = [
+        "docker",
+        "boto3",
+        "bedrock_agentcore",
+        "redis",
+        "opentelemetry.sdk",
+        "opentelemetry.exporter.otlp.proto.http",
+    ]
     wanted = [*modules, "pytest", "mypy"]
     script = (
         f"import importlib.util as u, json; print(json.dumps({{m: u.find_spec(m) is not None for m in {wanted!r}}}))"
