@@ -153,9 +153,11 @@ def test_version_says_which_sandbox_was_chosen_and_why_each_other_one_was_not(in
     lines = done.stdout.splitlines()
     assert lines[0].startswith("ptc-mcp ") and str(installed.venv) in lines[0]
     assert lines[1] == 'sandbox: process (isolated), chosen by sandbox.kind "auto"'
-    assert lines[2].startswith("  process: chosen (bubblewrap ")
-    assert lines[3].startswith("  docker: no Docker engine answers") and "DOCKER_HOST" in lines[3]
-    assert lines[4].startswith("  agentcore: not tried by auto")
+    backends = {line.strip().split(": ", 1)[0]: line for line in lines[2:]}
+    assert backends["process"].startswith("  process: chosen (bubblewrap ")
+    assert backends["docker"].startswith("  docker: no Docker engine answers") and "DOCKER_HOST" in backends["docker"]
+    assert backends["agentcore"].startswith("  agentcore: not tried by auto")
+    assert "srt" in backends
 
 
 def _readme_json_blocks() -> list[dict[str, object]]:

@@ -11,6 +11,12 @@ from ptc_mcp.errors import SandboxUnavailableError
 from ptc_mcp.sandboxes import create_backend, isolation, sandbox_report
 
 NO_BUBBLEWRAP = "bubblewrap not installed (apt-get install bubblewrap)"
+NO_SRT = {"srt": {"command": "/nonexistent/srt"}}
+"""A config whose srt command is missing, as on a machine without srt."""
+
+
+def bare_config(**sandbox: object) -> Config:
+    return Config.model_validate({"sandbox": {**NO_SRT, **sandbox}})
 
 
 @pytest.fixture
@@ -21,20 +27,21 @@ def bare_machine(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_on_a_machine_without_isolation_every_backend_says_what_to_install(bare_machine: None) -> None:
-    report = sandbox_report(Config())
+    report = sandbox_report(bare_config())
     assert report.chosen is None and not report.isolated
-    lines = report.lines()
-    assert lines[0] == f"process: {NO_BUBBLEWRAP}"
-    assert lines[1].startswith("docker: no Docker engine answers") and "DOCKER_HOST" in lines[1]
-    assert lines[2].startswith("agentcore: not tried by auto")
+    lines = {line.split(": ", 1)[0]: line for line in report.lines()}
+    assert lines["process"] == f"process: {NO_BUBBLEWRAP}"
+    assert lines["docker"].startswith("docker: no Docker engine answers") and "DOCKER_HOST" in lines["docker"]
+    assert lines["agentcore"].startswith("agentcore: not tried by auto")
     assert "serve refuses to start" in report.summary()
     with pytest.raises(SandboxUnavailableError, match="apt-get install bubblewrap") as refused:
-        create_backend(Config())
+        create_backend(bare_config())
     assert "no Docker engine answers" in str(refused.value)
+    assert lines["srt"].startswith("srt: /nonexistent/srt not found")
 
 
 def test_opting_in_to_unisolated_code_is_reported_as_not_isolated(bare_machine: None) -> None:
-    report = sandbox_report(Config.model_validate({"sandbox": {"allow_unisolated": True}}))
+    report = sandbox_report(bare_config(allow_unisolated=True))
     assert report.chosen == "process" and not report.isolated
     assert "NOT ISOLATED" in report.summary()
     assert report.lines()[0] == f"process: chosen, NOT ISOLATED ({NO_BUBBLEWRAP})"
@@ -43,7 +50,7 @@ def test_opting_in_to_unisolated_code_is_reported_as_not_isolated(bare_machine: 
 def test_a_missing_extra_is_named_with_the_pip_command(bare_machine: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "docker", None)  # `import docker` now fails as without the extra
     monkeypatch.delitem(sys.modules, "ptc_mcp.sandboxes.docker", raising=False)
-    (docker,) = [line for line in sandbox_report(Config()).lines() if line.startswith("docker:")]
+    (docker,) = [line for line in sandbox_report(bare_config()).lines() if line.startswith("docker:")]
     assert docker == 'docker: not installed (pip install "ptc-mcp[docker]")'
 
 
@@ -53,14 +60,15 @@ def test_auto_takes_bubblewrap_first_and_says_why_the_others_were_not_chosen() -
         pytest.skip(f"no bubblewrap here: {isolation.bubblewrap_status()[1]}")
     report = sandbox_report(Config())
     assert (report.chosen, report.isolated) == ("process", True)
-    process, docker, agentcore = report.lines()
-    assert process.startswith("process: chosen (bubblewrap ")
-    assert docker.startswith("docker: ") and "chosen (" not in docker
-    assert agentcore.startswith("agentcore: ")
+    lines = {line.split(": ", 1)[0]: line for line in report.lines()}
+    assert lines["process"].startswith("process: chosen (bubblewrap ")
+    assert set(lines) == {"process", "srt", "docker", "agentcore"}
+    assert not any(line.split(": ", 1)[1].startswith("chosen") for kind, line in lines.items() if kind != "process")
 
 
 def test_an_explicit_kind_is_chosen_and_the_others_say_so() -> None:
     report = sandbox_report(Config.model_validate({"sandbox": {"kind": "agentcore"}}))
     assert report.chosen == "agentcore"
-    assert report.lines()[2].startswith("agentcore: chosen (code interpreter ")
-    assert not any(line.split(": ", 1)[1].startswith("chosen") for line in report.lines()[:2])
+    lines = {line.split(": ", 1)[0]: line for line in report.lines()}
+    assert lines["agentcore"].startswith("agentcore: chosen (code interpreter ")
+    assert not any(line.split(": ", 1)[1].startswith("chosen") for kind, line in lines.items() if kind != "agentcore")
