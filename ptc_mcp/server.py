@@ -281,7 +281,8 @@ def build_server(app: App, *, one_client: bool = False) -> Server[Any]:
                 holder[SESSION_STATE_KEY] = result.session
                 app.executor.sessions.mark_claimed(result.session)
                 if holder is not only_client:  # this server's one client's session ends with the server
-                    connection.exit_stack.push_async_callback(app.executor.sessions.close, result.session)
+                    # The handle the result carries keeps working from another connection for a while.
+                    connection.exit_stack.callback(app.executor.sessions.release, result.session)
             started = holder is None and arguments.session is None and result.session is not None
             return result.to_call_tool_result(new_session=started)
 

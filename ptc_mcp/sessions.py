@@ -149,6 +149,14 @@ class SessionStore:
         if session is not None:
             session.unclaimed = False
 
+    def release(self, handle: str) -> None:
+        """The connection that owned the session ended: its handle still works from any connection, but the
+        session now expires like one nobody claimed (``unclaimed_idle_s`` from now) unless a call continues it."""
+        session = self._sessions.get(handle)
+        if session is not None:
+            session.unclaimed = True
+            session.last_used = time.monotonic()
+
     def get(self, handle: str, owner: str | None) -> Session | None:
         session = self._sessions.get(handle)
         if session is None or not secrets.compare_digest(session.owner or "", owner or ""):

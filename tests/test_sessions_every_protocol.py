@@ -72,6 +72,20 @@ async def test_handles_cross_connections_and_protocol_versions(open_test_app: Op
     assert structured(crossed)["result"] == "mine"
 
 
+async def test_a_handle_continues_its_session_from_a_new_connection_after_the_first_one_closed(tmp_path: Path) -> None:
+    # Clients that open a connection per call (and models that pass the handle a result showed them) keep their
+    # variables: a connection's session outlives it as an unclaimed one (sandbox.unclaimed_session_idle_s).
+    async with serving(write_config(tmp_path), "http") as base:
+        with anyio.fail_after(WAIT_S):
+            async with Client(f"{base}/mcp", mode="legacy") as first:
+                handle = structured(await execute(first, "n = 21"))["session"]
+            async with Client(f"{base}/mcp", mode="legacy") as second:
+                kept = await execute(second, "n * 2", session=handle)
+                own = await execute(second, "n")  # the new connection's own session is a fresh one
+    assert structured(kept)["result"] == 42
+    assert structured(own)["error"]["type"] == "program_error"
+
+
 async def test_over_stateless_http_a_new_session_says_how_to_keep_it(tmp_path: Path) -> None:
     config = write_config(tmp_path, remote={"stateless_http": True})
     async with serving(config, "http") as base:
