@@ -73,7 +73,7 @@ def input_schema(max_timeout_s: float) -> dict[str, Any]:
         "type": "object",
         "properties": {
             "code": {"type": "string"},
-            "session": {"type": "string", "description": "A result's session, to continue it."},
+            "session": {"type": "string", "description": "A result's session: pass it back to keep your variables."},
             "reset": {"type": "boolean", "description": "Start the session afresh."},
             "timeout_s": {"type": "number", "exclusiveMinimum": 0, "maximum": limit},
         },

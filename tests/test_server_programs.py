@@ -287,5 +287,10 @@ async def test_the_tool_list_offers_one_tool_with_input_and_output_schemas(clien
     assert [tool.name for tool in listed.tools] == ["execute_program"]
     tool = listed.tools[0]
     assert tool.input_schema["required"] == ["code"]
+    # The session rule is said once, here, not again in the description (the model reads both on every call).
+    assert tool.input_schema["properties"]["session"]["description"] == (
+        "A result's session: pass it back to keep your variables."
+    )
+    assert "session" not in (tool.description or "")
     assert tool.output_schema is not None
     assert "expenses" in (tool.description or "")

@@ -51,8 +51,7 @@ Runs Python that calls the tools below; only its prints and last expression's va
 - Filter and compute in Python; print only what you need.
 - Servers are globals unless noted, also `servers["name"]`; or `await call_tool("server.tool", {...})`.
 - Find tools with `tools.search("topic")` and `tools.describe("server.tool")`.
-- JSON results are dicts/lists, other text str, binary `Binary` (`.data`, `.mime_type`); failures raise `ToolError`.
-- Pass a result's `session` back to keep your variables."""
+- JSON results are dicts/lists, other text str, binary `Binary` (`.data`, `.mime_type`); failures raise `ToolError`."""
 
 
 def annotation_marks(tool: mcp_types.Tool) -> str:

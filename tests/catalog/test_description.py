@@ -144,7 +144,6 @@ def test_the_fixed_part_fits_in_200_tokens_and_keeps_every_rule() -> None:
         "dicts/lists",
         "`Binary` (`.data`, `.mime_type`)",
         "ToolError",
-        "session",
     ):
         assert rule in CONVENTION, rule
 
