@@ -51,7 +51,8 @@ Runs Python that calls the tools below; only its prints and last expression's va
 - Filter and compute in Python; print only what you need.
 - Servers are globals unless noted, also `servers["name"]`; or `await call_tool("server.tool", {...})`.
 - Find tools with `tools.search("topic")` and `tools.describe("server.tool")`.
-- JSON results are dicts/lists, other text str, binary `Binary` (`.data`, `.mime_type`); failures raise `ToolError`."""
+- Results are structured content or JSON (dicts/lists) or str; binary `Binary` (`.data`, `.mime_type`); \
+several blocks: a list; failures raise `ToolError`."""
 
 
 def annotation_marks(tool: mcp_types.Tool) -> str:
