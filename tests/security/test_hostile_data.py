@@ -126,7 +126,7 @@ ATTACKS = [
         "downstream-answers-with-a-lone-surrogate-on-the-wire",
         "try:\n    await hostile.wire_answer()\nexcept ToolError as exc:\n    kind = exc.error_type\nkind",
         None,
-        _returns("tool_error"),  # the SDK drops a line it cannot parse: the call times out, the connection stays
+        _returns("timeout"),  # the SDK drops a line it cannot parse: the call times out, the connection stays
     ),
     Attack("surrogate-in-discovery", 'tools.search("\\ud800")\ntools.search("\\udfff budget", limit=3)', None),
     # -- floods through every field ----------------------------------------------------------------------------
@@ -199,7 +199,7 @@ ATTACKS = [
         "    except TypeError:\n        seen.append('TypeError')\n"
         "seen",
         None,
-        _returns(["ok", "tool_denied", "TypeError", "tool_error", "tool_error"]),
+        _returns(["ok", "tool_denied", "TypeError", "timeout", "tool_error"]),
     ),
     Attack(
         "calls-past-the-budget",
