@@ -71,10 +71,12 @@ TREE_SAMPLE_EVERY = 4
 
 
 def bench_sections(mode: str, limits: dict[str, Any] | None, sandbox: dict[str, Any] | None) -> dict[str, Any]:
-    """The config sections the bench overrides: only what it was told, plus a short idle expiry in auto mode."""
+    """The config sections the bench overrides: only what it was told, plus a short idle expiry.
+
+    A connection's session outlives the connection (its handle can continue it), so in every mode the "after"
+    footprint is taken once the sessions expired."""
     sandbox = dict(sandbox or {})
-    if mode == "auto":
-        sandbox.setdefault("session_idle_s", 2)  # so the "after" footprint is taken once the sessions expired
+    sandbox.setdefault("session_idle_s", 2)
     return {"limits": dict(limits or {}), "sandbox": sandbox}
 
 
