@@ -14,8 +14,8 @@ from mcp import Client
 from ptc_mcp.app import App, open_app
 from ptc_mcp.config import Config
 from ptc_mcp.sandboxes import sandbox_limits
-from ptc_mcp.sandboxes.isolation import processes_of_user
-from ptc_mcp.sandboxes.process import ProcessBackend, ProcessSession
+from ptc_mcp.sandboxes.process.backend import ProcessBackend, ProcessSession
+from ptc_mcp.sandboxes.process.isolation import processes_of_user
 from ptc_mcp.server import build_server
 from tests.conftest import start_time, test_config
 from tests.mcp_calls import error_type, execute, structured

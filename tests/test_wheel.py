@@ -25,7 +25,7 @@ from mcp import Client, StdioServerParameters
 
 from ptc_mcp.bench.served import free_port
 from ptc_mcp.examples.expenses_data import over_budget_engineers
-from ptc_mcp.sandboxes.isolation import bubblewrap_status
+from ptc_mcp.sandboxes.process.isolation import bubblewrap_status
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")

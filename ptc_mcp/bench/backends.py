@@ -22,7 +22,7 @@ from ptc_mcp.output import OutputCollector
 from ptc_mcp.sandboxes.base import RunReport, RunRequest, SandboxBackend, SandboxLimits, SandboxSession
 
 if TYPE_CHECKING:
-    from ptc_mcp.sandboxes.process import ProcessBackend
+    from ptc_mcp.sandboxes.process.backend import ProcessBackend
 
 KINDS = ("process", "srt", "docker", "agentcore")
 CATALOG: dict[str, Any] = {
@@ -99,7 +99,7 @@ class Backends:
 
 @asynccontextmanager
 async def _process(limits: SandboxLimits) -> AsyncIterator[Backends]:
-    from ptc_mcp.sandboxes.process import ProcessBackend
+    from ptc_mcp.sandboxes.process.backend import ProcessBackend
 
     async with _kept_warm(ProcessBackend(limits), ProcessBackend(limits, warm_pool=2)) as backends:
         yield backends
@@ -107,7 +107,7 @@ async def _process(limits: SandboxLimits) -> AsyncIterator[Backends]:
 
 @asynccontextmanager
 async def _srt(limits: SandboxLimits) -> AsyncIterator[Backends]:
-    from ptc_mcp.sandboxes.srt import SrtBackend
+    from ptc_mcp.sandboxes.process.srt import SrtBackend
 
     async with _kept_warm(SrtBackend(limits), SrtBackend(limits, warm_pool=2)) as backends:
         yield backends
@@ -128,9 +128,9 @@ async def _kept_warm(cold: ProcessBackend, warm: ProcessBackend) -> AsyncIterato
 
 @asynccontextmanager
 async def _docker(limits: SandboxLimits) -> AsyncIterator[Backends]:
-    from ptc_mcp.sandboxes.docker import DockerBackend
-    from ptc_mcp.sandboxes.docker_image import build_local_image
-    from ptc_mcp.sandboxes.docker_settings import parse_docker_settings
+    from ptc_mcp.sandboxes.docker.backend import DockerBackend
+    from ptc_mcp.sandboxes.docker.image import build_local_image
+    from ptc_mcp.sandboxes.docker.settings import parse_docker_settings
 
     image = await anyio.to_thread.run_sync(build_local_image)
     cold = DockerBackend(parse_docker_settings({"image": image, "pull": "never", "warm_pool": 0}), limits)

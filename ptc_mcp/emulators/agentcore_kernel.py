@@ -17,7 +17,7 @@ from typing import Any
 
 from ptc_mcp.errors import ToolCallError
 from ptc_mcp.sandboxes.base import RunRequest, StreamName
-from ptc_mcp.sandboxes.process import ProcessBackend, ProcessSession
+from ptc_mcp.sandboxes.process.backend import ProcessBackend, ProcessSession
 
 __all__ = ["ExecutionOutput", "Kernel", "KernelError"]
 

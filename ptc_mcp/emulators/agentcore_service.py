@@ -18,7 +18,7 @@ import anyio
 from ptc_mcp.emulators.agentcore_kernel import ExecutionOutput, Kernel, KernelError
 from ptc_mcp.errors import SandboxFailure
 from ptc_mcp.sandboxes.base import SandboxLimits
-from ptc_mcp.sandboxes.process import ProcessBackend
+from ptc_mcp.sandboxes.process.backend import ProcessBackend
 
 __all__ = ["DEFAULT_INTERPRETER", "CodeInterpreterService", "EmulatedSession", "ServiceError"]
 

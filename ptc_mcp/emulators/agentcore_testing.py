@@ -14,7 +14,7 @@ from typing import Any
 import boto3
 
 from ptc_mcp.emulators.agentcore import AgentCoreEmulator, running_emulator
-from ptc_mcp.sandboxes.agentcore import AgentCoreBackend, AgentCoreSettings
+from ptc_mcp.sandboxes.agentcore.backend import AgentCoreBackend, AgentCoreSettings
 
 __all__ = ["emulated_agentcore_backend", "fake_credentials_session"]
 

@@ -1,12 +1,17 @@
 """Sandbox backends, chosen by ``sandbox.kind`` and imported lazily.
 
 ``process`` (bubblewrap when present), ``srt`` (Anthropic's sandbox-runtime), ``docker`` and ``agentcore``
-implement ``SandboxBackend`` (see ``base.py``). Each backend's module has ``create_backend(config)`` and
-``probe(config)``; ``probe`` says, without starting anything, whether the backend can isolate programs here and,
-if not, what to install. ``auto`` takes the first of ``AUTO_ORDER`` whose probe succeeds; with none, it refuses
-unless the config opts in to unisolated code. ``sandbox_report`` tells a user which backend a config gets and why
-each other one is not used (``--version``, ``check``, ``demo``). To add a backend: a module with those two
-functions, its kind in ``KINDS`` (and in ``AUTO_ORDER`` if ``auto`` may pick it), its extra in ``EXTRAS``.
+implement ``SandboxBackend`` (see ``base.py``), each in its own package: ``process/`` (which also holds ``srt``),
+``docker/``, ``agentcore/``. What they share sits here: ``base.py`` (the interface), ``protocol.py`` (the wire
+protocol with the runtime), ``stream.py`` (the driver over a byte stream) and ``warm_pool.py``. Nothing above
+``base.py`` reads anything backend-specific.
+
+Each backend's module (``MODULES``) has ``create_backend(config)`` and ``probe(config)``; ``probe`` says, without
+starting anything, whether the backend can isolate programs here and, if not, what to install. ``auto`` takes the
+first of ``AUTO_ORDER`` whose probe succeeds; with none, it refuses unless the config opts in to unisolated code.
+``sandbox_report`` tells a user which backend a config gets and why each other one is not used (``--version``,
+``check``, ``demo``). To add a backend: a package with those two functions, its module in ``MODULES``, its kind
+in ``KINDS`` (and in ``AUTO_ORDER`` if ``auto`` may pick it), its extra in ``EXTRAS``.
 """
 
 from __future__ import annotations
@@ -28,6 +33,13 @@ AUTO_ORDER: tuple[str, ...] = ("process", "srt", "docker")
 """The backends ``auto`` tries, strongest-and-cheapest first (srt: macOS and Windows have no bubblewrap)."""
 KINDS: tuple[str, ...] = ("process", "srt", "docker", "agentcore")
 """Every backend, in the order the report lists them."""
+MODULES: dict[str, str] = {
+    "process": "ptc_mcp.sandboxes.process",
+    "srt": "ptc_mcp.sandboxes.process.srt",
+    "docker": "ptc_mcp.sandboxes.docker",
+    "agentcore": "ptc_mcp.sandboxes.agentcore",
+}
+"""kind → the module with its ``create_backend(config)`` and ``probe(config)``."""
 EXTRAS: dict[str, tuple[str, str]] = {"docker": ("docker", "docker"), "agentcore": ("agentcore", "bedrock_agentcore")}
 """kind → (the pip extra it needs, a module that extra installs)."""
 ONLY_WHEN_ASKED: dict[str, str] = {
@@ -54,7 +66,7 @@ def _install_hint(kind: str) -> str:
 
 def _load(kind: str, config: Config) -> SandboxBackend:
     try:
-        module = importlib.import_module(f"ptc_mcp.sandboxes.{kind}")
+        module = importlib.import_module(MODULES.get(kind, f"ptc_mcp.sandboxes.{kind}"))
     except ImportError as exc:
         if kind not in EXTRAS:
             raise
@@ -120,7 +132,7 @@ class SandboxReport:
 def probe_backend(kind: str, config: Config) -> SandboxOption:
     """Whether ``kind`` can isolate programs here, without starting anything (its module's ``probe``)."""
     try:
-        module = importlib.import_module(f"ptc_mcp.sandboxes.{kind}")
+        module = importlib.import_module(MODULES.get(kind, f"ptc_mcp.sandboxes.{kind}"))
     except ImportError as exc:
         if kind not in EXTRAS:
             return SandboxOption(kind, False, f"cannot be used here ({exc})")

@@ -105,7 +105,7 @@ def server_image(tmp_path_factory: pytest.TempPathFactory) -> str:
     reason = _engine()
     if reason is not None:
         pytest.skip(reason)
-    from ptc_mcp.sandboxes.docker_image import build_local_image
+    from ptc_mcp.sandboxes.docker.image import build_local_image
 
     base = build_local_image()
     context = _context(tmp_path_factory.mktemp("image-context"))

@@ -23,7 +23,7 @@ from ptc_mcp.config import Config
 from ptc_mcp.errors import SandboxFailure, SandboxUnavailableError
 from ptc_mcp.sandboxes import create_backend
 from ptc_mcp.sandboxes.base import SandboxBackend, SandboxLimits, SandboxSession
-from ptc_mcp.sandboxes.isolation import bubblewrap_status, processes_of_user
+from ptc_mcp.sandboxes.process.isolation import bubblewrap_status, processes_of_user
 from tests.conftest import process_tree, start_time
 
 
@@ -90,7 +90,7 @@ async def process_backend() -> AsyncIterator[BackendUnderTest]:
 @asynccontextmanager
 async def srt_backend() -> AsyncIterator[BackendUnderTest]:
     """The srt backend (Anthropic's sandbox-runtime); its sessions are process sessions, watched the same way."""
-    from ptc_mcp.sandboxes.srt import srt_status
+    from ptc_mcp.sandboxes.process.srt import srt_status
 
     usable, reason = await anyio.to_thread.run_sync(srt_status)
     if not usable:
@@ -156,9 +156,9 @@ async def docker_backend() -> AsyncIterator[BackendUnderTest]:
     reason = _unavailable("docker", "docker")
     if reason:
         pytest.skip(reason)
-    from ptc_mcp.sandboxes.docker import DockerBackend
-    from ptc_mcp.sandboxes.docker_image import build_local_image
-    from ptc_mcp.sandboxes.docker_settings import parse_docker_settings
+    from ptc_mcp.sandboxes.docker.backend import DockerBackend
+    from ptc_mcp.sandboxes.docker.image import build_local_image
+    from ptc_mcp.sandboxes.docker.settings import parse_docker_settings
 
     try:
         # A local image built from this machine's Python: tests never pull from a registry.

@@ -14,7 +14,7 @@ from ptc_mcp.emulators.agentcore import AgentCoreEmulator, Fault
 from ptc_mcp.emulators.agentcore_testing import emulated_agentcore_backend
 from ptc_mcp.errors import ConfigError, RunLimitExceeded, SandboxFailure, ToolCallError
 from ptc_mcp.sandboxes import create_backend
-from ptc_mcp.sandboxes.agentcore import AgentCoreBackend, AgentCoreSession
+from ptc_mcp.sandboxes.agentcore.backend import AgentCoreBackend, AgentCoreSession
 from ptc_mcp.sandboxes.base import RunReport, RunRequest, StreamName
 
 pytestmark = pytest.mark.anyio

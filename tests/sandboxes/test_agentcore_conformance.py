@@ -14,8 +14,8 @@ import pytest
 from ptc_mcp.emulators.agentcore import AgentCoreEmulator
 from ptc_mcp.emulators.agentcore_testing import emulated_agentcore_backend
 from ptc_mcp.sandboxes.base import SandboxSession
-from ptc_mcp.sandboxes.isolation import bubblewrap_status
-from ptc_mcp.sandboxes.process import ProcessSession
+from ptc_mcp.sandboxes.process.backend import ProcessSession
+from ptc_mcp.sandboxes.process.isolation import bubblewrap_status
 from tests.sandboxes.conftest import BackendUnderTest, Leftovers, _process_kill_from_outside, _process_watch
 from tests.sandboxes.test_conformance import *  # noqa: F403  (the suite's tests, run here on agentcore)
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from ptc_mcp.errors import SandboxFailure
-from ptc_mcp.sandboxes.agentcore_steps import StepCodec
+from ptc_mcp.sandboxes.agentcore.steps import StepCodec
 from ptc_mcp.sandboxes.protocol import Call, Done, Output
 from ptc_mcp.sandboxes.stream import runtime_source
 

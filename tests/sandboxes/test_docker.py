@@ -1,6 +1,6 @@
 """The docker backend against a real engine, with real containers from a locally built image.
 
-The image is built from this machine's Python (``ptc_mcp.sandboxes.docker_image``): nothing is pulled.
+The image is built from this machine's Python (``ptc_mcp.sandboxes.docker.image``): nothing is pulled.
 Network rule: nothing here sends a packet anywhere but loopback. The one outside ``connect()`` runs only inside a
 container whose program has first checked that it has no interface but ``lo`` and no route.
 """
@@ -23,9 +23,9 @@ from ptc_mcp.config import parse_config  # noqa: E402
 from ptc_mcp.errors import SandboxFailure, SandboxUnavailableError  # noqa: E402
 from ptc_mcp.sandboxes import create_backend  # noqa: E402
 from ptc_mcp.sandboxes.base import RunReport, RunRequest, SandboxLimits, StreamName  # noqa: E402
-from ptc_mcp.sandboxes.docker import DockerBackend, DockerSession  # noqa: E402
-from ptc_mcp.sandboxes.docker_image import build_local_image  # noqa: E402
-from ptc_mcp.sandboxes.docker_launch import (  # noqa: E402
+from ptc_mcp.sandboxes.docker.backend import DockerBackend, DockerSession  # noqa: E402
+from ptc_mcp.sandboxes.docker.image import build_local_image  # noqa: E402
+from ptc_mcp.sandboxes.docker.launch import (  # noqa: E402
     HOST_LABEL,
     INSTANCE_LABEL,
     PID_LABEL,
@@ -34,7 +34,7 @@ from ptc_mcp.sandboxes.docker_launch import (  # noqa: E402
     owner_labels,
     remove,
 )
-from ptc_mcp.sandboxes.docker_settings import container_spec, parse_docker_settings  # noqa: E402
+from ptc_mcp.sandboxes.docker.settings import container_spec, parse_docker_settings  # noqa: E402
 
 
 def _engine() -> tuple[Any, str]:

@@ -8,10 +8,10 @@ import pytest
 
 from ptc_mcp.errors import ConfigError, SandboxFailure
 from ptc_mcp.sandboxes.base import SandboxLimits
-from ptc_mcp.sandboxes.docker_launch import owner_labels, process_start_time
-from ptc_mcp.sandboxes.docker_pool import WarmPool
-from ptc_mcp.sandboxes.docker_settings import SANDBOX_ENV, container_spec, parse_docker_settings
-from ptc_mcp.sandboxes.docker_stream import FrameDemux
+from ptc_mcp.sandboxes.docker.launch import owner_labels, process_start_time
+from ptc_mcp.sandboxes.docker.pool import WarmPool
+from ptc_mcp.sandboxes.docker.settings import SANDBOX_ENV, container_spec, parse_docker_settings
+from ptc_mcp.sandboxes.docker.stream import FrameDemux
 
 
 def frame(kind: int, payload: bytes) -> bytes:

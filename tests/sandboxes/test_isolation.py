@@ -24,9 +24,9 @@ import anyio
 import pytest
 
 from ptc_mcp.errors import SandboxUnavailableError
-from ptc_mcp.sandboxes import isolation
 from ptc_mcp.sandboxes.base import SandboxLimits
-from ptc_mcp.sandboxes.isolation import (
+from ptc_mcp.sandboxes.process import isolation
+from ptc_mcp.sandboxes.process.isolation import (
     SESSION_UIDS,
     LaunchSpec,
     bubblewrap_status,

@@ -8,7 +8,8 @@ import pytest
 
 from ptc_mcp.config import Config
 from ptc_mcp.errors import SandboxUnavailableError
-from ptc_mcp.sandboxes import create_backend, isolation, sandbox_report
+from ptc_mcp.sandboxes import create_backend, sandbox_report
+from ptc_mcp.sandboxes.process import isolation
 
 NO_BUBBLEWRAP = "bubblewrap not installed (apt-get install bubblewrap)"
 NO_SRT = {"srt": {"command": "/nonexistent/srt"}}
@@ -49,7 +50,8 @@ def test_opting_in_to_unisolated_code_is_reported_as_not_isolated(bare_machine: 
 
 def test_a_missing_extra_is_named_with_the_pip_command(bare_machine: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "docker", None)  # `import docker` now fails as without the extra
-    monkeypatch.delitem(sys.modules, "ptc_mcp.sandboxes.docker", raising=False)
+    for module in ("ptc_mcp.sandboxes.docker", "ptc_mcp.sandboxes.docker.backend"):
+        monkeypatch.delitem(sys.modules, module, raising=False)
     (docker,) = [line for line in sandbox_report(bare_config()).lines() if line.startswith("docker:")]
     assert docker == 'docker: not installed (pip install "ptc-mcp[docker]")'
 

@@ -22,10 +22,11 @@ import pytest
 from ptc_mcp.config import Config, load_config, parse_config
 from ptc_mcp.errors import ConfigError, SandboxUnavailableError
 from ptc_mcp.output import OutputCollector
-from ptc_mcp.sandboxes import create_backend, isolation, sandbox_limits
+from ptc_mcp.sandboxes import create_backend, sandbox_limits
 from ptc_mcp.sandboxes.base import RunReport, RunRequest, SandboxLimits, SandboxSession
-from ptc_mcp.sandboxes.isolation import SESSION_UIDS
-from ptc_mcp.sandboxes.srt import SrtBackend, SrtWrapper, parse_srt_settings, settings_document, srt_status
+from ptc_mcp.sandboxes.process import isolation
+from ptc_mcp.sandboxes.process.isolation import SESSION_UIDS
+from ptc_mcp.sandboxes.process.srt import SrtBackend, SrtWrapper, parse_srt_settings, settings_document, srt_status
 from tests.test_cli import write
 
 pytestmark = [pytest.mark.anyio, pytest.mark.srt]
@@ -127,7 +128,7 @@ def bubblewrap_off_in_children(tmp_path: Path) -> dict[str, str]:
     site = tmp_path / "site"
     site.mkdir()
     (site / "sitecustomize.py").write_text(
-        "import ptc_mcp.sandboxes.isolation as isolation\n"
+        "import ptc_mcp.sandboxes.process.isolation as isolation\n"
         "isolation._detect_bubblewrap = lambda: (None, 'bubblewrap is switched off for this test')\n"
     )
     return {**os.environ, "PYTHONPATH": str(site)}

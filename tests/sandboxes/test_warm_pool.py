@@ -11,7 +11,7 @@ import pytest
 from ptc_mcp.config import Config
 from ptc_mcp.sandboxes import sandbox_limits
 from ptc_mcp.sandboxes.base import RunReport, RunRequest
-from ptc_mcp.sandboxes.process import ProcessBackend, ProcessSession
+from ptc_mcp.sandboxes.process.backend import ProcessBackend, ProcessSession
 from ptc_mcp.sandboxes.warm_pool import WarmPool
 
 pytestmark = pytest.mark.anyio

@@ -29,7 +29,7 @@ from mcp import Client
 from ptc_mcp.app import App, open_app
 from ptc_mcp.config import parse_config
 from ptc_mcp.sandboxes.base import SandboxBackend, SandboxSession
-from ptc_mcp.sandboxes.isolation import default_scratch_root
+from ptc_mcp.sandboxes.process.isolation import default_scratch_root
 from ptc_mcp.server import TOOL_NAME, build_server
 from tests.conftest import process_tree, start_time
 from tests.sandboxes.conftest import _MARKS, BACKENDS, BackendUnderTest, Leftovers
@@ -81,7 +81,7 @@ def my_containers() -> set[str]:
     try:
         import docker
 
-        from ptc_mcp.sandboxes.docker_launch import PID_LABEL
+        from ptc_mcp.sandboxes.docker.launch import PID_LABEL
     except ImportError:
         return set()
     try:

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from mcp import Client
 
-from ptc_mcp.sandboxes.isolation import default_scratch_root
+from ptc_mcp.sandboxes.process.isolation import default_scratch_root
 from ptc_mcp.server import TOOL_NAME, build_server
 from tests.security.conftest import Secured, not_under, only, secured_app
 

@@ -29,7 +29,7 @@ from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
 from ptc_mcp.errors import ErrorType
-from ptc_mcp.sandboxes.isolation import bubblewrap_status
+from ptc_mcp.sandboxes.process.isolation import bubblewrap_status
 from tests.mcp_calls import execute, structured
 from tests.security.conftest import LATENCIES, Secured
 from tests.test_server_transports import serving
@@ -213,7 +213,7 @@ ATTACKS = [
 def write_config(folder: Path, backend: str) -> Path:
     sandbox: dict[str, Any] = {"kind": backend, "warm_pool": 0}
     if backend == "docker":
-        from ptc_mcp.sandboxes.docker_image import build_local_image
+        from ptc_mcp.sandboxes.docker.image import build_local_image
 
         sandbox["docker"] = {"image": build_local_image(), "pull": "never", "warm_pool": 0}
     document = {

@@ -32,7 +32,7 @@ from ptc_mcp.executor import ExecuteRequest, Executor
 from ptc_mcp.output import OutputCollector
 from ptc_mcp.results import RunError
 from ptc_mcp.sandboxes.base import SandboxBackend, SandboxLimits
-from ptc_mcp.sandboxes.process import ProcessBackend
+from ptc_mcp.sandboxes.process.backend import ProcessBackend
 from tests.security.replayed_runtime import ReplayedBackend
 
 pytestmark = pytest.mark.anyio

@@ -24,7 +24,7 @@ import pytest
 import uvicorn
 from mcp import Client
 
-from ptc_mcp.sandboxes.isolation import default_scratch_root, processes_of_user
+from ptc_mcp.sandboxes.process.isolation import default_scratch_root, processes_of_user
 from ptc_mcp.server import TOOL_NAME, build_server
 from ptc_mcp.transports import http_app
 from tests.sandboxes.conftest import BACKENDS
@@ -223,7 +223,7 @@ def _containers_of(pid: int) -> list[str]:
     try:
         import docker
 
-        from ptc_mcp.sandboxes.docker_launch import PID_LABEL
+        from ptc_mcp.sandboxes.docker.launch import PID_LABEL
     except ImportError:
         return []
     client = docker.from_env(timeout=30)
@@ -251,7 +251,7 @@ def serve_config(tmp_path: Path) -> Iterator[Any]:
     def write(kind: str) -> Path:
         sandbox: dict[str, Any] = {"kind": kind, "warm_pool": 0}
         if kind == "docker":
-            from ptc_mcp.sandboxes.docker_image import LOCAL_IMAGE
+            from ptc_mcp.sandboxes.docker.image import LOCAL_IMAGE
 
             sandbox["docker"] = {"image": LOCAL_IMAGE, "pull": "never", "warm_pool": 0}
         path = tmp_path / f"{kind}.json"

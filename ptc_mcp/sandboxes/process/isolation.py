@@ -32,8 +32,8 @@ from typing import Any, Protocol
 
 from ptc_mcp.errors import SandboxUnavailableError
 from ptc_mcp.sandboxes.base import SandboxLimits
-from ptc_mcp.sandboxes.bubblewrap import SAFE_PATH, Bubblewrap, bwrap_argv, find_bubblewrap, probe
-from ptc_mcp.sandboxes.limits import resource_limits, wrap_argv
+from ptc_mcp.sandboxes.process.bubblewrap import SAFE_PATH, Bubblewrap, bwrap_argv, find_bubblewrap, probe
+from ptc_mcp.sandboxes.process.limits import resource_limits, wrap_argv
 
 __all__ = [
     "SESSION_UIDS",

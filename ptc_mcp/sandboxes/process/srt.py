@@ -37,9 +37,9 @@ from typing import Any
 from ptc_mcp.config import Config
 from ptc_mcp.sandboxes import sandbox_limits
 from ptc_mcp.sandboxes.base import SandboxLimits
-from ptc_mcp.sandboxes.bubblewrap import SAFE_PATH
-from ptc_mcp.sandboxes.isolation import default_scratch_root, plan_launch
-from ptc_mcp.sandboxes.process import ProcessBackend
+from ptc_mcp.sandboxes.process.backend import ProcessBackend
+from ptc_mcp.sandboxes.process.bubblewrap import SAFE_PATH
+from ptc_mcp.sandboxes.process.isolation import default_scratch_root, plan_launch
 
 __all__ = ["SrtBackend", "SrtSettings", "SrtWrapper", "create_backend", "parse_srt_settings", "srt_status"]
 

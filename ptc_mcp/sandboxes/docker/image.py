@@ -5,7 +5,7 @@ binary, standard library without tests and third-party packages, and the shared 
 tarball and imports it as an image. The image has no shell and no pip: only ``python3`` and a ``nobody`` user,
 which is all the docker backend needs (the runtime is sent in over stdin).
 
-Run it as ``python -m ptc_mcp.sandboxes.docker_image [tag]``; it prints the tag. It rebuilds only when the
+Run it as ``python -m ptc_mcp.sandboxes.docker.image [tag]``; it prints the tag. It rebuilds only when the
 interpreter changed (a content hash label on the image says which one it was built from).
 """
 

@@ -25,8 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ptc_mcp.config import Config
 from ptc_mcp.errors import ConfigError, SandboxFailure, raise_from_group
-from ptc_mcp.sandboxes.agentcore_client import InterpreterClient, ToolOutput, aws_failure
-from ptc_mcp.sandboxes.agentcore_steps import DRIVER, StepCodec
+from ptc_mcp.sandboxes.agentcore.client import InterpreterClient, ToolOutput, aws_failure
+from ptc_mcp.sandboxes.agentcore.steps import DRIVER, StepCodec
 from ptc_mcp.sandboxes.base import BackendInfo, OutputSink, RunReport, RunRequest, ToolCallHandler
 from ptc_mcp.sandboxes.protocol import Call, Done, ProtocolError, answer_call, run_message
 from ptc_mcp.sandboxes.stream import report_from_done

@@ -25,7 +25,7 @@ from ptc_mcp.config import Config
 from ptc_mcp.errors import SandboxFailure, SandboxUnavailableError
 from ptc_mcp.sandboxes import sandbox_limits
 from ptc_mcp.sandboxes.base import OutputSink, RunReport, RunRequest, SandboxLimits, ToolCallHandler
-from ptc_mcp.sandboxes.docker_launch import (
+from ptc_mcp.sandboxes.docker.launch import (
     Launched,
     engine_client,
     exit_state,
@@ -34,9 +34,9 @@ from ptc_mcp.sandboxes.docker_launch import (
     reap_stale,
     remove,
 )
-from ptc_mcp.sandboxes.docker_pool import WarmPool
-from ptc_mcp.sandboxes.docker_settings import DockerSettings, container_spec, parse_docker_settings
-from ptc_mcp.sandboxes.docker_stream import AttachedStream, has_unexpected_input
+from ptc_mcp.sandboxes.docker.pool import WarmPool
+from ptc_mcp.sandboxes.docker.settings import DockerSettings, container_spec, parse_docker_settings
+from ptc_mcp.sandboxes.docker.stream import AttachedStream, has_unexpected_input
 from ptc_mcp.sandboxes.raw_output import RawOutput
 from ptc_mcp.sandboxes.stream import RuntimeChannel
 

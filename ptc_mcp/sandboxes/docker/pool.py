@@ -13,7 +13,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from ptc_mcp.sandboxes.docker_launch import Launched
+from ptc_mcp.sandboxes.docker.launch import Launched
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF_S = 60.0

@@ -1,7 +1,7 @@
 """The ``process`` backend: a child interpreter per session, inside bubblewrap when it is available.
 
 How the child is launched (clean environment, uid drop, resource limits, bubblewrap namespaces, scratch
-directory) is decided by ``ptc_mcp.sandboxes.isolation``; this module runs it and speaks the protocol to it.
+directory) is decided by ``ptc_mcp.sandboxes.process.isolation``; this module runs it and speaks the protocol to it.
 The backend keeps ``sandbox.warm_pool`` interpreters started (``warm_pool.WarmPool``), so a new session takes
 one instead of paying start-up.
 """
@@ -20,7 +20,7 @@ from ptc_mcp.config import Config
 from ptc_mcp.errors import SandboxFailure, raise_from_group
 from ptc_mcp.sandboxes import sandbox_limits
 from ptc_mcp.sandboxes.base import OutputSink, RunReport, RunRequest, SandboxLimits, ToolCallHandler
-from ptc_mcp.sandboxes.isolation import (
+from ptc_mcp.sandboxes.process.isolation import (
     LaunchSpec,
     LaunchWrapper,
     bubblewrap_status,

@@ -20,8 +20,8 @@ import docker
 import docker.errors
 
 from ptc_mcp.errors import SandboxFailure
-from ptc_mcp.sandboxes.docker_settings import DockerSettings
-from ptc_mcp.sandboxes.docker_stream import FrameDemux, blocking_handshake, raw_socket
+from ptc_mcp.sandboxes.docker.settings import DockerSettings
+from ptc_mcp.sandboxes.docker.stream import FrameDemux, blocking_handshake, raw_socket
 from ptc_mcp.sandboxes.protocol import Ready, parse_runtime_message
 from ptc_mcp.sandboxes.stream import runtime_source
 

@@ -1,0 +1,11 @@
+"""The ``docker`` backend: one container per session, the runtime speaking over the attached socket.
+
+``backend.py`` (the backend and its sessions), ``settings.py`` (``sandbox.docker`` parsed), ``launch.py``
+(starting a container and the runtime handshake), ``stream.py`` (Docker's multiplexed attach stream),
+``pool.py`` (containers started ahead of demand) and ``image.py`` (building the sandbox image locally).
+Needs the ``docker`` extra.
+"""
+
+from ptc_mcp.sandboxes.docker.backend import DockerBackend, create_backend, probe
+
+__all__ = ["DockerBackend", "create_backend", "probe"]
