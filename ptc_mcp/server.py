@@ -36,11 +36,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ptc_mcp import __version__
 from ptc_mcp.app import App
+from ptc_mcp.auth import caller_identity
 from ptc_mcp.executor import ExecuteRequest
 from ptc_mcp.input_exchange import InputExchange, arguments_digest
 from ptc_mcp.interaction import SamplingAnswer
 from ptc_mcp.progress import LOGGER_NAME, RunReporter
-from ptc_mcp.remote.auth import caller_identity
 from ptc_mcp.results import RunResult, error_result, output_schema
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """Serving the MCP server over stdio, SSE and streamable HTTP.
 
 HTTP and SSE bind to loopback unless told otherwise. Auth goes through the ``mcp`` SDK's bearer middleware with a
-``TokenVerifier`` from ``ptc_mcp.remote.auth`` (static tokens, or an OAuth 2.1 resource server): 401 without a
+``TokenVerifier`` from ``ptc_mcp.auth`` (static tokens, or an OAuth 2.1 resource server): 401 without a
 valid token, 403 without the required scopes. Host/Origin checks and the request size limit come from the
 config's ``remote`` section. Logs go to stderr only: in stdio mode stdout belongs to JSON-RPC.
 """
@@ -29,10 +29,10 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ptc_mcp.auth import token_verifier
+from ptc_mcp.config.remote import DEFAULT_MAX_REQUEST_BODY_BYTES, RemoteConfig
 from ptc_mcp.errors import ConfigError
 from ptc_mcp.listening import listening_socket
-from ptc_mcp.remote.auth import token_verifier
-from ptc_mcp.remote.settings import DEFAULT_MAX_REQUEST_BODY_BYTES, RemoteConfig
 from ptc_mcp.server import initialization_options
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,6 @@ import hashlib
 import json
 import logging
 import os
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -42,6 +41,7 @@ from mcp.shared.auth_utils import resource_url_from_server_url
 
 from ptc_mcp import __version__
 from ptc_mcp.config import HttpServerConfig, OAuthConfig, SseServerConfig
+from ptc_mcp.config.paths import TOKEN_DIR_ENV, default_token_dir
 
 __all__ = [
     "TOKEN_DIR_ENV",
@@ -53,8 +53,6 @@ __all__ = [
     "oauth_auth",
 ]
 
-TOKEN_DIR_ENV = "PTC_MCP_TOKEN_DIR"
-"""Where the token store lives, instead of the user's config dir."""
 REFRESH_MARGIN_S = 60.0
 """Refresh this long before an access token expires (at most a quarter of its lifetime), so no call meets expiry."""
 
@@ -79,19 +77,6 @@ class _QuietLoginRequired(logging.Filter):
 
 
 logging.getLogger("mcp.client.auth.oauth2").addFilter(_QuietLoginRequired())
-
-
-def default_token_dir() -> Path:
-    """``$PTC_MCP_TOKEN_DIR``, else ``ptc-mcp/tokens`` under the user's config dir."""
-    if override := os.environ.get(TOKEN_DIR_ENV):
-        return Path(override)
-    if sys.platform == "darwin":
-        base = Path.home() / "Library" / "Application Support"
-    elif sys.platform == "win32":
-        base = Path(os.environ.get("APPDATA") or Path.home() / "AppData" / "Roaming")
-    else:
-        base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
-    return base / "ptc-mcp" / "tokens"
 
 
 class TokenStore:

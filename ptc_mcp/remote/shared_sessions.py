@@ -30,9 +30,9 @@ from typing import TYPE_CHECKING
 
 import anyio
 
+from ptc_mcp.config.remote import SessionMapConfig
 from ptc_mcp.errors import BusyError, ConfigError, SandboxFailure, raise_from_group
 from ptc_mcp.remote.session_map import Lease, LeaseLost, SessionMap, SessionMapError, SharedRecord, digest
-from ptc_mcp.remote.settings import SessionMapConfig
 from ptc_mcp.remote.stores.sqlite import SqliteSessionMap
 from ptc_mcp.sandboxes.base import ResumableBackend, ResumableSession, SandboxBackend
 

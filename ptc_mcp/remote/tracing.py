@@ -15,7 +15,7 @@ import threading
 import time
 from typing import Any
 
-from ptc_mcp.remote.settings import TracingConfig
+from ptc_mcp.config.remote import TracingConfig
 
 __all__ = ["RunTracer", "setup_tracing"]
 

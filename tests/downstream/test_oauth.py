@@ -22,8 +22,9 @@ import pytest
 from mcp.shared.auth import OAuthClientInformationFull
 
 from ptc_mcp.config import HttpServerConfig, SseServerConfig, parse_config
+from ptc_mcp.config.paths import TOKEN_DIR_ENV
 from ptc_mcp.downstream.login import login, logout
-from ptc_mcp.downstream.oauth import TOKEN_DIR_ENV, TokenStore
+from ptc_mcp.downstream.oauth import TokenStore
 from ptc_mcp.downstream.pool import DownstreamPool
 from ptc_mcp.errors import ToolCallError
 from tests.downstream.oauth_servers import OAuthServers, client_metadata_document, oauth_servers

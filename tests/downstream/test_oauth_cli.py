@@ -20,7 +20,7 @@ from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
 from ptc_mcp.cli import main
-from ptc_mcp.downstream.oauth import TOKEN_DIR_ENV
+from ptc_mcp.config.paths import TOKEN_DIR_ENV
 from tests.conftest import EXPENSES_STDIO
 from tests.downstream.oauth_servers import OAuthServers, oauth_servers
 from tests.mcp_calls import execute, structured

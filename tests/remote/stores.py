@@ -12,9 +12,9 @@ from typing import Any
 import anyio
 import pytest
 
+from ptc_mcp.config.remote import SessionMapConfig
 from ptc_mcp.emulators.dynamodb import DynamoDbEmulator, running_dynamodb_emulator
 from ptc_mcp.remote.session_map import SessionMap
-from ptc_mcp.remote.settings import SessionMapConfig
 from ptc_mcp.remote.shared_sessions import open_session_map
 from ptc_mcp.remote.stores.dynamodb_map import create_session_table, dynamodb_client
 from tests.remote.helpers import FAKE_AWS, free_port

@@ -20,9 +20,9 @@ from mcp import Client
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
+from ptc_mcp.auth import IntrospectionVerifier, JwtVerifier, StaticTokenVerifier, caller_identity
+from ptc_mcp.config.remote import AuthConfig, RemoteConfig
 from ptc_mcp.errors import ConfigError
-from ptc_mcp.remote.auth import IntrospectionVerifier, JwtVerifier, StaticTokenVerifier, caller_identity
-from ptc_mcp.remote.settings import AuthConfig, RemoteConfig
 from tests.conftest import test_config
 from tests.remote.helpers import ISSUER, OAUTH, RESOURCE, WAIT_S, make_token, serving_in_process
 

@@ -16,9 +16,9 @@ from mcp.client.streamable_http import streamable_http_client
 
 from ptc_mcp.audit import AuditLog
 from ptc_mcp.bridge import CallRecord
+from ptc_mcp.config.remote import TracingConfig
 from ptc_mcp.remote.logs import JsonFormatter
 from ptc_mcp.remote.metrics import Metrics
-from ptc_mcp.remote.settings import TracingConfig
 from tests.conftest import EXPENSES_STDIO, test_config
 from tests.remote.helpers import WAIT_S, serving_in_process, serving_subprocess, write_config
 

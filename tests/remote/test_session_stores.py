@@ -13,9 +13,9 @@ from pathlib import Path
 import anyio
 import pytest
 
+from ptc_mcp.config.remote import SessionMapConfig
 from ptc_mcp.emulators.dynamodb import running_dynamodb_emulator
 from ptc_mcp.remote.session_map import SessionMap, SessionMapError, digest
-from ptc_mcp.remote.settings import SessionMapConfig
 from ptc_mcp.remote.stores.dynamodb_map import DynamoDbSessionMap
 from ptc_mcp.remote.stores.redis_map import RedisSessionMap
 from ptc_mcp.remote.stores.sqlite import SqliteSessionMap

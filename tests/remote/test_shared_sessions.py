@@ -14,10 +14,10 @@ import anyio
 import pytest
 
 from ptc_mcp.app import App, open_app
+from ptc_mcp.config.remote import SessionMapConfig
 from ptc_mcp.emulators.agentcore import AgentCoreEmulator, running_emulator
 from ptc_mcp.errors import ConfigError
 from ptc_mcp.executor import ExecuteRequest
-from ptc_mcp.remote.settings import SessionMapConfig
 from ptc_mcp.remote.shared_sessions import SqliteSessionMap, session_sharing
 from ptc_mcp.results import RunResult
 from ptc_mcp.sandboxes import create_backend

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from ptc_mcp.config import Config
+from ptc_mcp.config.paths import default_token_dir
 from ptc_mcp.sandboxes import sandbox_limits
 from ptc_mcp.sandboxes.base import SandboxLimits
 from ptc_mcp.sandboxes.process.backend import ProcessBackend
@@ -159,15 +160,8 @@ def denied_paths(config_file: Path | None, interpreter: str) -> tuple[list[str],
         reads.append(str(config_file))
     credentials = [os.path.join(home, name) for home in homes for name in CREDENTIALS_IN_HOME]
     credentials += [*SYSTEM_SECRETS, *(os.environ.get(name, "") for name in CREDENTIAL_FILE_VARIABLES)]
-    credentials.append(_oauth_token_dir())
+    credentials.append(str(default_token_dir()))  # OAuth tokens for downstream servers
     return _existing(reads), _existing(credentials)
-
-
-def _oauth_token_dir() -> str:
-    """Where the server keeps OAuth tokens for downstream servers (anywhere, with ``PTC_MCP_TOKEN_DIR``)."""
-    from ptc_mcp.downstream.oauth import default_token_dir  # lazily: the OAuth client is not needed to sandbox
-
-    return str(default_token_dir())
 
 
 def settings_document(scratch: Path, interpreter: str, config_file: Path | None) -> dict[str, Any]:

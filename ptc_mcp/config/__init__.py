@@ -4,6 +4,9 @@ Downstream servers use the ``mcpServers`` shape of Claude Desktop and Claude Cod
 existing config; a client's whole config file is accepted as it is (``ptc_mcp.client_files``). ``${VAR}``,
 ``${VAR:-default}`` and VS Code's ``${env:VAR}`` expand from the environment in every string value. Unknown keys in
 ptc-mcp's own sections and bad values fail at start-up with a ``ConfigError`` that names the key.
+
+The ``remote`` section's models are in ``remote.py``; where a user's files live (the OAuth token store) in
+``paths.py``.
 """
 
 from __future__ import annotations
@@ -30,8 +33,8 @@ from pydantic import (
 
 from ptc_mcp.capacity import size_capacity, this_machine
 from ptc_mcp.client_files import normalize
+from ptc_mcp.config.remote import RemoteConfig
 from ptc_mcp.errors import ConfigError
-from ptc_mcp.remote.settings import RemoteConfig
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +208,7 @@ class Config(_Strict):
     tools: ToolsPolicyConfig = Field(default_factory=ToolsPolicyConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
     remote: RemoteConfig = Field(default_factory=RemoteConfig)
-    """How ``serve --transport http|sse`` faces a network (``ptc_mcp.remote.settings``)."""
+    """How ``serve --transport http|sse`` faces a network (``ptc_mcp.config.remote``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
     _source: Path | None = PrivateAttr(default=None)

@@ -28,8 +28,8 @@ import httpx2
 import jwt
 from mcp.server.auth.provider import AccessToken, TokenVerifier
 
+from ptc_mcp.config.remote import AuthConfig
 from ptc_mcp.errors import ConfigError
-from ptc_mcp.remote.settings import AuthConfig
 
 __all__ = [
     "IntrospectionVerifier",
