@@ -38,13 +38,12 @@ from ptc_mcp.catalog.validation import check_arguments
 from ptc_mcp.catalog.values import tool_value
 from ptc_mcp.errors import RunLimitExceeded, ToolCallError
 from ptc_mcp.interaction import CURRENT_INTERACTION, RunInteraction
+from ptc_mcp.sandboxes.protocol import DEFAULT_SEARCH_LIMIT, DESCRIBE_TOOL, MAX_NAME_CHARS, MAX_QUERY_CHARS, SEARCH_TOOL
 from ptc_mcp.text import valid_json, valid_text
 
 log = logging.getLogger(__name__)
 
-DISCOVERY = frozenset({"@search", "@describe"})
-MAX_QUERY_CHARS = 1000
-MAX_NAME_CHARS = 512
+DISCOVERY = frozenset({SEARCH_TOOL, DESCRIBE_TOOL})
 MAX_SEARCH_LIMIT = 50
 DISCOVERY_THREADS = 2
 """Worker threads for discovery across all runs: a flood of ``tools.search`` calls queues, it cannot take the
@@ -276,7 +275,7 @@ class RunTools:
 
     async def _discover(self, name: str, arguments: dict[str, Any]) -> Any:
         index = self.snapshot.index
-        if name == "@search":
+        if name == SEARCH_TOOL:
             query, limit = _search_arguments(arguments)
             return await anyio.to_thread.run_sync(
                 index.search_page, query, limit, abandon_on_cancel=True, limiter=self.discovery_threads
@@ -349,7 +348,7 @@ def _search_arguments(arguments: dict[str, Any]) -> tuple[str, int]:
     query = arguments.get("query", "")
     if not isinstance(query, str) or len(query) > MAX_QUERY_CHARS:
         raise TypeError(f"tools.search(): query must be a string of at most {MAX_QUERY_CHARS} characters")
-    limit = arguments.get("limit", 5)
+    limit = arguments.get("limit", DEFAULT_SEARCH_LIMIT)
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_SEARCH_LIMIT:
         raise TypeError(f"tools.search(): limit must be a whole number from 1 to {MAX_SEARCH_LIMIT}, got {limit!r}")
     return query, limit

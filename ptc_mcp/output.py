@@ -6,10 +6,8 @@ import re
 
 from ptc_mcp.errors import RunLimitExceeded
 from ptc_mcp.sandboxes.base import StreamName
+from ptc_mcp.sandboxes.protocol import FLOOD_FACTOR
 from ptc_mcp.text import valid_text
-
-FLOOD_FACTOR = 8
-"""Output past ``FLOOD_FACTOR`` times the cap ends the run as ``output_limit`` (below that it is only truncated)."""
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 

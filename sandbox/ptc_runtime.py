@@ -9,6 +9,7 @@ message to the host, which owns policy, budgets and the real connections.
 import ast
 import asyncio
 import base64
+import contextlib
 import difflib
 import errno
 import io
@@ -21,12 +22,27 @@ import threading
 import traceback
 import warnings
 
+# -- the protocol ---------------------------------------------------------------------------------------------------
+# Mirrors SHARED_WITH_RUNTIME in ptc_mcp/sandboxes/protocol.py, the protocol's one home on the host (read it for what
+# each value means); tests/sandboxes/test_protocol_constants.py pins every value here to the host's. Change both.
+RUN, RESULT, CANCEL = "run", "result", "cancel"  # message types, host -> runtime
+READY, CALL, OUTPUT, DONE = "ready", "call", "output", "done"  # message types, runtime -> host
+INVALID_ARGUMENTS = "invalid_arguments"  # a result error raised as TypeError
+SEARCH_TOOL, DESCRIBE_TOOL = "@search", "@describe"
+DEFAULT_SEARCH_LIMIT = 5
+MAX_QUERY_CHARS = 1000  # the host refuses longer tools.search queries (and describe names past 512)
+BINARY_MARKER = "__ptc_binary__"
+FLOOD_FACTOR = 8  # output past this many times the cap ends the run as output_limit
+DEFAULT_MAX_OUTPUT_BYTES = 32768
+RESULT_NESTING = 90  # results nested deeper travel as repr only (the host refuses more than 100 levels)
+END_MARK = b"\x00ptc-run-end:"  # + run id + NUL on fd 2 just before done: the real fds' output of the run has passed
+RUNTIME_MODULE = "__ptc_runtime__"  # the bootstrap's __name__ for this file: start the stream driver
+STEP_WAIT_S = 10.0  # stepped mode: longest one step waits for a busy program
+OUTPUT_FLUSH_S = 0.5  # stepped mode: output waits at most this long for the step that carries it
+
 PROGRAM_FILE = "<program>"
 AWAIT_HINT = "tool functions are async: write `await {name}(...)` (or gather several with asyncio.gather)"
 RESERVED = ("tools", "call_tool", "servers", "ToolError", "Binary", "asyncio")
-FLOOD_FACTOR = 8  # output past this many times the cap ends the run as output_limit
-MAX_DISCOVERY_TEXT = 1000  # the host refuses longer tools.search queries (and describe names past 512)
-MAX_NESTING = 90  # results nested deeper travel as repr only (the host refuses more than 100 levels)
 
 
 class ToolError(Exception):
@@ -39,14 +55,14 @@ class ToolError(Exception):
         self.error_type = error_type
 
     def __str__(self):
-        return "%s: %s" % (self.tool, self.message)
+        return f"{self.tool}: {self.message}"
 
 
 class OutputLimitExceeded(BaseException):
     """The program kept printing far past the output cap (BaseException so `except Exception` can't hide it)."""
 
 
-class Binary(object):
+class Binary:
     """Binary content from a tool (an image, a blob): ``.data`` is bytes, ``.mime_type`` says what it is."""
 
     def __init__(self, data, mime_type):
@@ -54,13 +70,13 @@ class Binary(object):
         self.mime_type = mime_type
 
     def __repr__(self):
-        return "Binary(mime_type=%r, %d bytes)" % (self.mime_type, len(self.data))
+        return f"Binary(mime_type={self.mime_type!r}, {len(self.data)} bytes)"
 
 
 def _from_wire(value):
     if isinstance(value, dict):
-        if len(value) == 1 and "__ptc_binary__" in value:
-            blob = value["__ptc_binary__"]
+        if len(value) == 1 and BINARY_MARKER in value:
+            blob = value[BINARY_MARKER]
             return Binary(base64.b64decode(blob.get("data", "")), blob.get("mime_type", "application/octet-stream"))
         return {key: _from_wire(item) for key, item in value.items()}
     if isinstance(value, list):
@@ -68,29 +84,37 @@ def _from_wire(value):
     return value
 
 
-class Protocol(object):
-    """The JSON-lines channel to the host; writes are serialized across threads."""
+def _encode(value):
+    """JSON text as both drivers send it (ASCII: any byte stream carries it; what JSON cannot hold goes as repr)."""
+    return json.dumps(value, ensure_ascii=True, separators=(",", ":"), default=repr)
+
+
+def _ready_message():
+    return {"type": READY, "python": ".".join(str(part) for part in sys.version_info[:3]), "pid": os.getpid()}
+
+
+class Protocol:
+    """The stream driver's channel to the host (JSON lines); writes are serialized across threads.
+
+    A runtime's channel has ``send(message)`` (runtime -> host) and ``received(message)``, which ``Runtime.dispatch``
+    calls with each host message it is about to act on; ``StepDriver`` is the stepped driver's channel."""
 
     def __init__(self, out_file):
         self._out = out_file
         self._lock = threading.Lock()
 
     def send(self, message):
-        data = json.dumps(message, ensure_ascii=True, separators=(",", ":"), default=repr).encode("ascii") + b"\n"
+        data = (_encode(message) + "\n").encode("ascii")
         with self._lock:
             self._out.write(data)
             self._out.flush()
 
+    def received(self, message):
+        pass
 
-class Capture(io.TextIOBase):
-    """Stands in for sys.stdout/sys.stderr: sends what the program prints to the host, capped."""
 
-    def __init__(self, runtime, stream):
-        io.TextIOBase.__init__(self)
-        self._runtime = runtime
-        self._stream = stream
-        self._buffer = []
-        self._size = 0
+class _TextStream(io.TextIOBase):
+    """What the program finds in sys.stdout/sys.stderr: a UTF-8 text stream that is not a terminal."""
 
     @property
     def encoding(self):
@@ -102,9 +126,20 @@ class Capture(io.TextIOBase):
     def isatty(self):
         return False
 
+
+class Capture(_TextStream):
+    """Stands in for sys.stdout/sys.stderr: sends what the program prints to the host, capped."""
+
+    def __init__(self, runtime, stream):
+        _TextStream.__init__(self)
+        self._runtime = runtime
+        self._stream = stream
+        self._buffer = []
+        self._size = 0
+
     def write(self, text):
         if not isinstance(text, str):
-            raise TypeError("write() argument must be str, not %s" % type(text).__name__)
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
         self._buffer.append(text)
         self._size += len(text)
         if self._size >= 4096 or "\n" in text:
@@ -119,7 +154,7 @@ class Capture(io.TextIOBase):
             self._runtime.emit_output(self._stream, text)
 
 
-class Namespace(object):
+class Namespace:
     """One downstream server: each tool is an async function attribute."""
 
     def __init__(self, runtime, server):
@@ -134,19 +169,17 @@ class Namespace(object):
         if attr.startswith("__"):
             raise AttributeError(attr)
         close = difflib.get_close_matches(attr, list(self._tool_names), n=3)
-        hint = (" Did you mean: %s?" % ", ".join(close)) if close else ""
-        raise AttributeError(
-            "server %r has no tool %r.%s Use tools.search(...) to find tools." % (self._name, attr, hint)
-        )
+        hint = (" Did you mean: {}?".format(", ".join(close))) if close else ""
+        raise AttributeError(f"server {self._name!r} has no tool {attr!r}.{hint} Use tools.search(...) to find tools.")
 
     def __dir__(self):
         return sorted(self._tool_names)
 
     def __repr__(self):
-        return "<server %s: %s>" % (self._name, ", ".join(sorted(self._tool_names)))
+        return "<server {}: {}>".format(self._name, ", ".join(sorted(self._tool_names)))
 
 
-class Servers(object):
+class Servers:
     """Every server: ``servers["file-system"]`` by its configured name, ``servers.file_system`` by identifier."""
 
     def __init__(self):
@@ -161,7 +194,7 @@ class Servers(object):
         try:
             return self._by_name[name]
         except KeyError:
-            raise KeyError("no server %r; servers are: %s" % (name, ", ".join(sorted(self._by_name)))) from None
+            raise KeyError("no server {!r}; servers are: {}".format(name, ", ".join(sorted(self._by_name)))) from None
 
     def __getattr__(self, attr):
         if attr.startswith("_"):
@@ -169,7 +202,9 @@ class Servers(object):
         try:
             return self.__dict__["_by_attr"][attr]
         except KeyError:
-            raise AttributeError("no server %r; servers are: %s" % (attr, ", ".join(sorted(self._by_name)))) from None
+            raise AttributeError(
+                "no server {!r}; servers are: {}".format(attr, ", ".join(sorted(self._by_name)))
+            ) from None
 
     def __contains__(self, name):
         return name in self._by_name
@@ -193,7 +228,7 @@ class Servers(object):
         return sorted(self._by_attr)
 
     def __repr__(self):
-        return "<servers: %s>" % ", ".join(sorted(self._by_name))
+        return "<servers: {}>".format(", ".join(sorted(self._by_name)))
 
 
 class SearchResults(list):
@@ -206,12 +241,12 @@ class SearchResults(list):
 
     def __repr__(self):
         text = list.__repr__(self)
-        return "%s\n(%s)" % (text, self.note) if self.note else text
+        return f"{text}\n({self.note})" if self.note else text
 
     __str__ = __repr__
 
 
-class Unavailable(object):
+class Unavailable:
     """Stands for a configured server that could not be reached: every use says why."""
 
     def __init__(self, name, reason):
@@ -221,26 +256,26 @@ class Unavailable(object):
     def __getattr__(self, attr):
         if attr.startswith("__"):
             raise AttributeError(attr)
-        raise ToolError("%s.%s" % (self._name, attr), "server %r is unavailable: %s" % (self._name, self._reason))
+        raise ToolError(f"{self._name}.{attr}", f"server {self._name!r} is unavailable: {self._reason}")
 
     def __dir__(self):
         return []
 
     def __repr__(self):
-        return "<server %s: unavailable: %s>" % (self._name, self._reason)
+        return f"<server {self._name}: unavailable: {self._reason}>"
 
 
-class Tools(object):
+class Tools:
     """Discovery from inside a program: ``tools.search("budget")`` and ``tools.describe("server.tool")``."""
 
     def __init__(self, runtime):
         self._runtime = runtime
 
-    def search(self, query, limit=5):
+    def search(self, query, limit=DEFAULT_SEARCH_LIMIT):
         """Tools ranked by relevance to ``query``: a list of {name, call, summary, signature}; ``.total`` counts
         every match, and the list's repr says when ``limit`` cut it."""
         # The host validates (query length, 1 <= limit <= 50) and raises TypeError with the reason.
-        page = self._runtime.call_blocking("@search", {"query": _short_text(query), "limit": limit})
+        page = self._runtime.call_blocking(SEARCH_TOOL, {"query": _short_text(query), "limit": limit})
         if not isinstance(page, dict):
             return page
         return SearchResults(page.get("matches") or [], page.get("total", 0), page.get("note"))
@@ -248,7 +283,7 @@ class Tools(object):
     def describe(self, name, schemas=False):
         """Signature, summary and arguments of ``"server.tool"`` (raw JSON schemas with ``schemas=True``);
         a server's name gives its instructions and tools."""
-        return self._runtime.call_blocking("@describe", {"name": _short_text(name), "schemas": bool(schemas)})
+        return self._runtime.call_blocking(DESCRIBE_TOOL, {"name": _short_text(name), "schemas": bool(schemas)})
 
     def __repr__(self):
         return "<tools: use tools.search(query) and tools.describe('server.tool')>"
@@ -258,10 +293,10 @@ def _short_text(value):
     """``str(value)``; past the host's bound cut to one character more (the host refuses it with the reason, and
     megabytes are never sent only to be refused)."""
     text = value if isinstance(value, str) else str(value)
-    return text[: MAX_DISCOVERY_TEXT + 1]
+    return text[: MAX_QUERY_CHARS + 1]
 
 
-class Runtime(object):
+class Runtime:
     """Holds the session's namespace and runs programs on one worker thread with a persistent event loop."""
 
     def __init__(self, protocol):
@@ -294,7 +329,7 @@ class Runtime(object):
         if room > 0:
             chunk = text if size <= room else text.encode("utf-8", "surrogatepass")[:room].decode("utf-8", "ignore")
             self.out_sent += len(chunk.encode("utf-8", "surrogatepass"))
-            self.protocol.send({"type": "output", "id": self.run_id, "stream": stream, "data": chunk})
+            self.protocol.send({"type": OUTPUT, "id": self.run_id, "stream": stream, "data": chunk})
             size -= len(chunk.encode("utf-8", "surrogatepass"))
         if size > 0:
             self.out_dropped += size
@@ -303,10 +338,8 @@ class Runtime(object):
 
     def flush_output(self):
         for capture in (self.stdout, self.stderr):
-            try:
+            with contextlib.suppress(OutputLimitExceeded):
                 capture.flush()
-            except OutputLimitExceeded:
-                pass
 
     # -- tool calls -----------------------------------------------------------------------------------------------
 
@@ -314,12 +347,12 @@ class Runtime(object):
         self.calls += 1
         call_id = self.calls
         self.flush_output()
-        return call_id, {"type": "call", "id": self.run_id, "call": call_id, "tool": tool, "args": args}
+        return call_id, {"type": CALL, "id": self.run_id, "call": call_id, "tool": tool, "args": args}
 
     async def call(self, tool, args):
         """Send a tool call and wait for the host's answer without blocking the event loop."""
         if not isinstance(args, dict):
-            raise TypeError("%s(): arguments must be a dict, got %s" % (tool, type(args).__name__))
+            raise TypeError(f"{tool}(): arguments must be a dict, got {type(args).__name__}")
         future = self.loop.create_future()
         call_id, message = self._next_call(tool, args)
         with self.pending_lock:
@@ -359,7 +392,7 @@ class Runtime(object):
         else:
             error = message.get("error") or {}
             exc = ToolError(tool, str(error.get("message", "tool call failed")), str(error.get("type", "tool_error")))
-            if error.get("type") == "invalid_arguments":
+            if error.get("type") == INVALID_ARGUMENTS:
                 exc = TypeError(str(error.get("message")))
             outcome = ("error", exc)
         if kind == "sync":
@@ -371,20 +404,20 @@ class Runtime(object):
 
     def make_tool_function(self, server, tool):
         runtime = self
-        qualified = "%s.%s" % (server, tool["name"])
+        qualified = "{}.{}".format(server, tool["name"])
 
         async def tool_function(*args, **kwargs):
             if args:
                 if len(args) == 1 and isinstance(args[0], dict) and not kwargs:
                     kwargs = dict(args[0])
                 else:
-                    raise TypeError("%s() takes keyword arguments only, e.g. %s(name=value)" % (qualified, qualified))
+                    raise TypeError(f"{qualified}() takes keyword arguments only, e.g. {qualified}(name=value)")
             return await runtime.call(qualified, kwargs)
 
         tool_function.__name__ = tool["attr"]
-        tool_function.__qualname__ = "%s.%s" % (server, tool["attr"])
+        tool_function.__qualname__ = "{}.{}".format(server, tool["attr"])
         signature = tool.get("signature") or "(**arguments)"
-        tool_function.__doc__ = "%s%s\n\n%s" % (qualified, signature, tool.get("doc") or "")
+        tool_function.__doc__ = "{}{}\n\n{}".format(qualified, signature, tool.get("doc") or "")
         return tool_function
 
     # -- programs -------------------------------------------------------------------------------------------------
@@ -418,8 +451,7 @@ class Runtime(object):
             return await runtime.call(str(name), arguments if arguments is not None else {})
 
         self.namespace.update(
-            {"tools": Tools(self), "call_tool": call_tool, "ToolError": ToolError, "Binary": Binary,
-             "asyncio": asyncio}
+            {"tools": Tools(self), "call_tool": call_tool, "ToolError": ToolError, "Binary": Binary, "asyncio": asyncio}
         )
 
     def start(self):
@@ -437,22 +469,20 @@ class Runtime(object):
     def _run(self, message):
         self.run_id = message["id"]
         self.calls = 0
-        self.out_limit = int(message.get("max_output_bytes") or 32768)
+        self.out_limit = int(message.get("max_output_bytes") or DEFAULT_MAX_OUTPUT_BYTES)
         self.out_sent = 0
         self.out_dropped = 0
         if message.get("catalog") is not None:
             self.bind_catalog(message["catalog"])
             self.catalog_version = message.get("catalog_version")
-        report = {"type": "done", "id": self.run_id, "ok": True, "result": None, "result_repr": None}
+        report = {"type": DONE, "id": self.run_id, "ok": True, "result": None, "result_repr": None}
         try:
             value = self.loop.run_until_complete(self._execute(message["code"]))
             self.flush_output()
             _describe_value(value, report, self.out_limit)
         except BaseException as exc:  # the program's failure is a result, whatever it raised
-            try:
+            with contextlib.suppress(BaseException):
                 self.flush_output()
-            except BaseException:
-                pass
             report.update(ok=False, error=_describe_error(exc, self.name_hint(exc)))
             if report["error"] is None:
                 report.update(ok=True)
@@ -460,10 +490,9 @@ class Runtime(object):
         report["tool_calls"] = self.calls
         report["output_dropped"] = self.out_dropped  # bytes past the cap: the host adds the truncation marker
         if self.end_mark_fd is not None:
-            try:  # everything written to the real fds before this mark belongs to this run (raw_output.py)
-                os.write(self.end_mark_fd, b"\x00ptc-run-end:" + self.run_id.encode("ascii", "replace") + b"\x00")
-            except OSError:
-                pass
+            # everything written to the real fds before this mark belongs to this run (stream.RawOutput on the host)
+            with contextlib.suppress(OSError):
+                os.write(self.end_mark_fd, END_MARK + self.run_id.encode("ascii", "replace") + b"\x00")
         self.run_id = None
         self.protocol.send(report)
 
@@ -513,7 +542,7 @@ class Runtime(object):
             return None
         for server in catalog.get("unavailable", []):
             if server.get("attr") == name:
-                return "server %r is unavailable: %s" % (server["name"], server.get("reason", ""))
+                return "server {!r} is unavailable: {}".format(server["name"], server.get("reason", ""))
         for server in catalog.get("servers", []):
             if server.get("attr") != name or server.get("global"):
                 continue
@@ -523,14 +552,31 @@ class Runtime(object):
                     return None  # `time.sleeep`: a typo in the module's name, not a server call
                 attr = None
             example = attr or (tools[0] if tools else "tool")
-            return "server %r is not a global here (`%s` is a Python name); call its tools as servers.%s.%s(...)" % (
-                server["name"], name, name, example)
+            return (
+                "server {!r} is not a global here (`{}` is a Python name); call its tools as servers.{}.{}(...)".format(
+                    server["name"], name, name, example
+                )
+            )
         return None
 
     def cancel(self):
         task = self.task
         if task is not None:
             self.loop.call_soon_threadsafe(task.cancel)
+
+    def dispatch(self, message):
+        """Act on one message from the host: the one dispatch of both drivers (``main`` reads lines from the stream,
+        ``StepDriver.step`` gets a list). A ``result`` or ``cancel`` for another run than the current one is stale."""
+        kind = message.get("type") if isinstance(message, dict) else None
+        if kind == RUN:
+            self.protocol.received(message)
+            self.runs.put(message)
+        elif kind in (RESULT, CANCEL) and message.get("id") == self.run_id:
+            self.protocol.received(message)
+            if kind == RESULT:
+                self.deliver_result(message)
+            else:
+                self.cancel()
 
 
 def _settle(future, outcome):
@@ -553,12 +599,12 @@ def _describe_value(value, report, limit):
         encoded = json.dumps(value, allow_nan=False)
     except (TypeError, ValueError, RecursionError):
         return
-    if len(encoded) <= 4 * limit and _nesting(encoded) <= MAX_NESTING:
+    if len(encoded) <= 4 * limit and _nesting(encoded) <= RESULT_NESTING:
         report["result"] = value
 
 
 def _nesting(encoded):
-    """How deep lists/objects nest in a JSON text (the host refuses messages nested past MAX_NESTING)."""
+    """How deep lists/objects nest in a JSON text (deeper than RESULT_NESTING travels as repr only)."""
     depth = deepest = 0
     in_string = escaped = False
     for char in encoded:
@@ -597,7 +643,7 @@ def _attribute_used(exc, name):
         at = line.find(marker, at + 1)
     if at < 0:
         return None
-    rest = line[at + len(marker):]
+    rest = line[at + len(marker) :]
     attr = ""
     for char in rest:
         if not (char.isalnum() or char == "_"):
@@ -636,7 +682,12 @@ def _describe_error(exc, hint=None):
     else:
         kind = "program_error"
     message = str(exc)
-    if hint is None and isinstance(exc, (TypeError, AttributeError)) and "coroutine" in message and "await" not in message:
+    if (
+        hint is None
+        and isinstance(exc, (TypeError, AttributeError))
+        and "coroutine" in message
+        and "await" not in message
+    ):
         hint = AWAIT_HINT.format(name="server.tool")
     frames = [frame for frame in traceback.extract_tb(exc.__traceback__) if frame.filename == PROGRAM_FILE]
     lines = []
@@ -646,7 +697,7 @@ def _describe_error(exc, hint=None):
     lines.extend(traceback.format_exception_only(type(exc), exc))
     if hint:
         message += "\nhint: " + hint
-        lines.append("hint: %s\n" % hint)
+        lines.append(f"hint: {hint}\n")
     return {"type": kind, "exc_type": type(exc).__name__, "message": message, "traceback": "".join(lines)}
 
 
@@ -671,7 +722,7 @@ def _take_stdio():
     os.dup2(null, 0)
     os.close(null)
     os.dup2(2, 1)
-    sys.stdin = open(os.devnull)
+    sys.stdin = open(os.devnull)  # noqa: SIM115 - the program's stdin for the interpreter's whole life
     return proto_in, proto_out
 
 
@@ -684,7 +735,7 @@ def main():
     sys.stderr = runtime.stderr
     warnings.showwarning = _show_warning
     runtime.start()
-    protocol.send({"type": "ready", "python": "%d.%d.%d" % sys.version_info[:3], "pid": os.getpid()})
+    protocol.send(_ready_message())
     reader = io.BufferedReader(proto_in, 1 << 16)
     while True:
         line = reader.readline()
@@ -694,15 +745,8 @@ def main():
             message = json.loads(line)
         except ValueError:
             continue
-        kind = message.get("type") if isinstance(message, dict) else None
-        if kind == "run":
-            runtime.runs.put(message)
-        elif kind == "result" and message.get("id") == runtime.run_id:
-            runtime.deliver_result(message)
-        elif kind == "cancel" and message.get("id") == runtime.run_id:
-            runtime.cancel()
+        runtime.dispatch(message)
     os._exit(0)
-
 
 
 # -- stepped mode ---------------------------------------------------------------------------------------------------
@@ -710,25 +754,12 @@ def main():
 # file into the interpreter's persistent process without running main(), create one StepDriver, and call
 # ``step()`` once per executeCode. The program runs on the Runtime's worker thread exactly as in streaming mode.
 
-STEP_WAIT_S = 10.0
-OUTPUT_FLUSH_S = 0.5  # output waits at most this long for the step that carries it, while the program computes
 
-
-class _Outbox(object):
-    """Stands in for Protocol: collects what the runtime sends until the next step returns it."""
-
-    def __init__(self, driver):
-        self._driver = driver
-
-    def send(self, message):
-        self._driver.collect(message)
-
-
-class _RoutedStream(io.TextIOBase):
+class _RoutedStream(_TextStream):
     """sys.stdout/sys.stderr in stepped mode: the program's threads print to the run, the host's thread passes."""
 
     def __init__(self, driver, original, capture):
-        io.TextIOBase.__init__(self)
+        _TextStream.__init__(self)
         self._driver = driver
         self.original = original
         self._capture = capture
@@ -737,16 +768,6 @@ class _RoutedStream(io.TextIOBase):
         if threading.get_ident() == self._driver.host_thread:
             return self.original
         return self._capture
-
-    @property
-    def encoding(self):
-        return "utf-8"
-
-    def writable(self):
-        return True
-
-    def isatty(self):
-        return False
 
     def write(self, text):
         return self._target().write(text)
@@ -774,12 +795,13 @@ def _watched_selector(driver):
     return WatchedSelector()
 
 
-class StepDriver(object):
+class StepDriver:
     """Runs programs in steps: ``step(seq, messages_json) -> messages_json`` (see docs/backends/agentcore.md).
 
     A step delivers the host's messages (``run``, ``result``, ``cancel``), then waits until the program is done,
     or is blocked with nothing to do but wait for unanswered tool calls, or ``wait_s`` has passed; it returns
     everything the runtime sent meanwhile. Calls made together (``asyncio.gather``) leave in the same step.
+    The driver is its runtime's channel (``send``/``received``, as ``Protocol`` is in streaming mode).
     """
 
     def __init__(self, wait_s=STEP_WAIT_S, flush_s=OUTPUT_FLUSH_S):
@@ -797,25 +819,39 @@ class StepDriver(object):
         self.last_seq = 0
         self.last_reply = "[]"
         self.host_thread = None
-        self.runtime = Runtime(_Outbox(self))
+        self.runtime = Runtime(self)
         self.runtime.loop.close()
         self.runtime.loop = asyncio.SelectorEventLoop(_watched_selector(self))
         self.runtime.start()
         warnings.showwarning = _show_warning
 
-    # called from the runtime's threads
+    # the runtime's channel: send() from the runtime's threads, received() from dispatch() on the host's
 
-    def collect(self, message):
+    def send(self, message):
+        """Collect what the runtime sends until the step returns it."""
         with self.cond:
             kind = message.get("type")
-            if kind == "call":
+            if kind == CALL:
                 self.unanswered.add(message.get("call"))
-            elif kind == "done" and message.get("id") == self.running_id:
+            elif kind == DONE and message.get("id") == self.running_id:
                 self.running = False  # a cancelled earlier run's "done" must not end the current one
-            elif kind == "output" and self.output_since is None:
+            elif kind == OUTPUT and self.output_since is None:
                 self.output_since = _monotonic()
             self.outbox.append(message)
             self.cond.notify_all()
+
+    def received(self, message):
+        """Book-keeping before the runtime acts on a host message (so its answer cannot come first)."""
+        kind = message.get("type")
+        with self.cond:
+            if kind == RUN:
+                self.unanswered = set()
+                self.running = True
+                self.running_id = message.get("id")
+            elif kind == RESULT:
+                self.unanswered.discard(message.get("call"))
+
+    # called from the worker loop's selector
 
     def loop_waiting(self, idle):
         with self.cond:
@@ -828,7 +864,7 @@ class StepDriver(object):
 
     def ready(self):
         """The ``ready`` message, as JSON."""
-        return json.dumps({"type": "ready", "python": "%d.%d.%d" % sys.version_info[:3], "pid": os.getpid()})
+        return _encode(_ready_message())
 
     def step(self, seq, messages_json, wait_s=None):
         """Deliver ``messages_json`` (a JSON list), wait as described above, return the runtime's messages."""
@@ -840,7 +876,7 @@ class StepDriver(object):
         with self.cond:
             self.delivered_at = self.idle_entries
         for message in json.loads(messages_json):
-            self._deliver(message)
+            self.runtime.dispatch(message)
         deadline = _monotonic() + (self.wait_s if wait_s is None else float(wait_s))
         with self.cond:
             while not self._settled():
@@ -853,25 +889,9 @@ class StepDriver(object):
                 self.cond.wait(remaining)
             messages, self.outbox = self.outbox, []
             self.output_since = None
-        reply = json.dumps(messages, ensure_ascii=True, separators=(",", ":"), default=repr)
+        reply = _encode(messages)
         self.last_seq, self.last_reply = seq, reply
         return reply
-
-    def _deliver(self, message):
-        kind = message.get("type") if isinstance(message, dict) else None
-        runtime = self.runtime
-        if kind == "run":
-            with self.cond:
-                self.unanswered = set()
-                self.running = True
-                self.running_id = message.get("id")
-            runtime.runs.put(message)
-        elif kind == "result" and message.get("id") == runtime.run_id:
-            with self.cond:
-                self.unanswered.discard(message.get("call"))
-            runtime.deliver_result(message)
-        elif kind == "cancel" and message.get("id") == runtime.run_id:
-            runtime.cancel()
 
     def _settled(self):
         if not self.running:
@@ -897,5 +917,6 @@ def _monotonic():
 
     return time.monotonic()
 
-if __name__ in ("__main__", "__ptc_runtime__"):
+
+if __name__ in ("__main__", RUNTIME_MODULE):
     main()

@@ -22,10 +22,10 @@ from typing import Any
 
 import mcp_types as types
 
+from ptc_mcp.sandboxes.protocol import BINARY_MARKER
+
 __all__ = ["BINARY_MARKER", "is_wrapped_output", "mirrored_block_type", "tool_value", "value_schema"]
 
-BINARY_MARKER = "__ptc_binary__"
-"""``{"__ptc_binary__": {"mime_type", "data"}}`` on the wire becomes a ``Binary`` in the program."""
 
 _MAX_WALK = 8
 

@@ -1,23 +1,32 @@
-"""The host↔runtime protocol over a byte stream, shared by every backend that can hold a stream open.
+"""The protocol's driver over a byte stream, shared by every backend that can hold a stream open (process, docker).
 
-A backend starts an interpreter with ``BOOTSTRAP`` and hands this module the interpreter's stdin and stdout as
-anyio byte streams; ``RuntimeChannel`` sends the runtime, waits for ``ready`` and then runs programs.
+A backend starts an interpreter with ``protocol.PYTHON_ARGS`` and hands this module the interpreter's stdin and
+stdout as anyio byte streams; ``RuntimeChannel`` performs the start-up handshake, then runs programs. Everything
+protocol-level (messages, constants, the handshake's two halves) comes from ``protocol.py``; this module only moves
+bytes.
+
+``RawOutput``: what an interpreter writes to its real file descriptors 1 and 2, delivered as the run's stderr, in
+order. C extensions and child processes write to the real fds, not to the runtime's capturing ``sys.stdout``; those
+bytes travel on a different stream (a pipe, Docker's stderr frames) than the protocol, so they can arrive after the
+run's ``done``. The runtime therefore ends each run by writing ``protocol.END_MARK``, the run id and a NUL to fd 2,
+and the host waits (briefly) for that mark before it closes the run: everything written before it belongs to the
+run. A program can forge the mark; that only ends the wait for its own output early.
 """
 
 from __future__ import annotations
 
-import functools
-from importlib import resources
-from pathlib import Path
-from typing import Any, get_args
+import codecs
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import anyio
 from anyio.abc import ByteReceiveStream, ByteSendStream
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from ptc_mcp.errors import ErrorType, SandboxFailure, raise_from_group
+from ptc_mcp.errors import SandboxFailure, raise_from_group
 from ptc_mcp.sandboxes.base import OutputSink, RunReport, RunRequest, ToolCallHandler
 from ptc_mcp.sandboxes.protocol import (
+    END_MARK,
     MAX_MESSAGE_BYTES,
     Call,
     Done,
@@ -25,29 +34,19 @@ from ptc_mcp.sandboxes.protocol import (
     ProtocolError,
     Ready,
     answer_call,
+    cancel_message,
     encode,
+    expect_ready,
+    not_started,
     parse_runtime_message,
+    report_from_done,
     run_message,
+    startup_payload,
 )
-from ptc_mcp.sandboxes.raw_output import RawOutput
 
-BOOTSTRAP = (
-    "import sys;b=sys.stdin.buffer;n=int(b.readline());"
-    "exec(compile(b.read(n),'ptc_runtime','exec'),{'__name__':'__ptc_runtime__'})"
-)
-"""What the interpreter is started with: read the runtime's size, then the runtime, from stdin, and run it."""
-
-PYTHON_ARGS = ["-I", "-u", "-c", BOOTSTRAP]
 START_TIMEOUT_S = 30.0
-
-
-@functools.cache
-def runtime_source() -> bytes:
-    """The runtime's source: from the installed wheel (``ptc_mcp/_sandbox``) or the source tree (``sandbox/``)."""
-    packaged = resources.files("ptc_mcp").joinpath("_sandbox/ptc_runtime.py")
-    if packaged.is_file():
-        return packaged.read_bytes()
-    return (Path(__file__).resolve().parents[2] / "sandbox" / "ptc_runtime.py").read_bytes()
+_MAX_HELD = 256
+END_WAIT_S = 1.0
 
 
 class RuntimeChannel:
@@ -66,16 +65,13 @@ class RuntimeChannel:
 
     async def start(self, timeout_s: float = START_TIMEOUT_S) -> None:
         """Send the runtime and wait until it says ``ready``."""
-        source = runtime_source()
         try:
             with anyio.fail_after(timeout_s):
-                await self._send_stream.send(str(len(source)).encode("ascii") + b"\n" + source)
-                message = await self._next_message()
+                await self._send_stream.send(startup_payload())
+                line = await self._next_line()
         except TimeoutError:
-            raise SandboxFailure(f"the sandbox's interpreter did not start within {timeout_s:g} s") from None
-        if not isinstance(message, Ready):
-            raise ProtocolError(f"expected 'ready' from the runtime, got {message.type!r}")
-        self.python_version = message.python
+            raise not_started(timeout_s) from None
+        self.python_version = expect_ready(line).python
 
     async def _send(self, message: dict[str, Any]) -> None:
         await self._send_line(encode(message))
@@ -88,15 +84,17 @@ class RuntimeChannel:
                 raise SandboxFailure(f"the sandbox stopped accepting input: {exc!r}") from None
 
     async def _next_message(self) -> Ready | Call | Output | Done:
+        return parse_runtime_message(await self._next_line())
+
+    async def _next_line(self) -> bytes:
         try:
-            line = await self._receive.receive_until(b"\n", MAX_MESSAGE_BYTES)
+            return await self._receive.receive_until(b"\n", MAX_MESSAGE_BYTES)
         except anyio.IncompleteRead:
             raise SandboxFailure("the sandbox's interpreter exited") from None
         except anyio.DelimiterNotFound:
             raise ProtocolError(f"runtime sent a line longer than {MAX_MESSAGE_BYTES} bytes") from None
         except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
             raise SandboxFailure("the sandbox's interpreter exited") from None
-        return parse_runtime_message(line)
 
     async def run(self, request: RunRequest, call_tool: ToolCallHandler, output: OutputSink) -> RunReport:
         """Run one program to its ``done`` message, answering its tool calls concurrently."""
@@ -127,30 +125,68 @@ class RuntimeChannel:
 
     async def cancel(self, run_id: str) -> None:
         """Ask the runtime to cancel the run (the caller still enforces a hard deadline)."""
-        await self._send({"type": "cancel", "id": run_id})
+        await self._send(cancel_message(run_id))
 
     async def _answer(self, run_id: str, message: Call, call_tool: ToolCallHandler) -> None:
         _, line = await answer_call(run_id, message, call_tool)
         await self._send_line(line)
 
 
-def report_from_done(done: Done) -> RunReport:
-    if done.ok or done.error is None:
-        return RunReport(
-            ok=True,
-            result=done.result,
-            result_repr=done.result_repr,
-            tool_calls=done.tool_calls,
-            output_dropped=done.output_dropped,
-        )
-    error = done.error
-    error_type: Any = error.type if error.type in get_args(ErrorType) else "program_error"
-    return RunReport(
-        ok=False,
-        error_type=error_type,
-        exc_type=error.exc_type,
-        message=error.message,
-        traceback=error.traceback,
-        tool_calls=done.tool_calls,
-        output_dropped=done.output_dropped,
-    )
+class RawOutput:
+    """Splits the interpreter's raw stderr into the current run's output and the runtime's end marks."""
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self._held = b""
+        self._ended: set[str] = set()
+        self._changed = anyio.Event()
+        self.output: OutputSink | None = None
+        self.pump: Callable[[], Awaitable[None]] | None = None
+        """For sources nobody else reads once the run is done (Docker's attach socket): read one more chunk."""
+
+    def feed(self, data: bytes) -> None:
+        buffer = self._held + data
+        text = bytearray()
+        while True:
+            start = buffer.find(END_MARK)
+            if start < 0:
+                break
+            stop = buffer.find(b"\x00", start + len(END_MARK))
+            if stop < 0:
+                break
+            text += buffer[:start]
+            self._ended.add(buffer[start + len(END_MARK) : stop].decode("ascii", "replace"))
+            buffer = buffer[stop + 1 :]
+            self._changed.set()
+        hold_from = _possible_mark_start(buffer)
+        if len(buffer) - hold_from > _MAX_HELD:
+            hold_from = len(buffer)  # not a mark after all: never hold output back without bound
+        text += buffer[:hold_from]
+        self._held = buffer[hold_from:]
+        if text and self.output is not None:
+            self.output.write("stderr", self._decoder.decode(bytes(text)))
+
+    async def wait_for_end(self, run_id: str, timeout_s: float = END_WAIT_S) -> None:
+        """Until the runtime's end mark for ``run_id`` has passed (bounded: a dead pipe must not hang a run)."""
+        with anyio.move_on_after(timeout_s):
+            try:
+                while run_id not in self._ended:
+                    if self.pump is not None:
+                        await self.pump()
+                    else:
+                        self._changed = anyio.Event()
+                        await self._changed.wait()
+            except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                pass  # the source is gone: its mark never comes
+        self._ended.discard(run_id)
+
+
+def _possible_mark_start(buffer: bytes) -> int:
+    """Where a mark that is not complete yet may begin at the end of ``buffer`` (``len(buffer)``: nowhere)."""
+    start = buffer.rfind(END_MARK)
+    if start >= 0:
+        return start
+    for size in range(min(len(END_MARK) - 1, len(buffer)), 0, -1):
+        if buffer.endswith(END_MARK[:size]):
+            return len(buffer) - size
+    return len(buffer)

@@ -10,8 +10,7 @@ import pytest
 
 from ptc_mcp.errors import SandboxFailure
 from ptc_mcp.sandboxes.agentcore.steps import StepCodec
-from ptc_mcp.sandboxes.protocol import Call, Done, Output
-from ptc_mcp.sandboxes.stream import runtime_source
+from ptc_mcp.sandboxes.protocol import Call, Done, Output, runtime_source
 
 CATALOG = {"servers": [{"name": "calc", "global": "calc", "tools": [{"name": "add", "attr": "add"}]}]}
 

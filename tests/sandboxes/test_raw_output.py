@@ -5,7 +5,8 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from ptc_mcp.sandboxes.raw_output import END_MARK, RawOutput
+from ptc_mcp.sandboxes.protocol import END_MARK
+from ptc_mcp.sandboxes.stream import RawOutput
 
 
 class Collected:

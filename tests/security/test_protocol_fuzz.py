@@ -35,6 +35,7 @@ from ptc_mcp.output import OutputCollector
 from ptc_mcp.sandboxes.base import OutputSink, RunReport, RunRequest, ToolCallHandler
 from ptc_mcp.sandboxes.protocol import (
     MAX_MESSAGE_BYTES,
+    PYTHON_ARGS,
     Call,
     Done,
     Output,
@@ -42,7 +43,7 @@ from ptc_mcp.sandboxes.protocol import (
     Ready,
     parse_runtime_message,
 )
-from ptc_mcp.sandboxes.stream import PYTHON_ARGS, RuntimeChannel
+from ptc_mcp.sandboxes.stream import RuntimeChannel
 from tests.conftest import start_time
 from tests.security.conftest import Secured
 

@@ -28,8 +28,17 @@ from ptc_mcp.errors import ConfigError, SandboxFailure, raise_from_group
 from ptc_mcp.sandboxes.agentcore.client import InterpreterClient, ToolOutput, aws_failure
 from ptc_mcp.sandboxes.agentcore.steps import DRIVER, StepCodec
 from ptc_mcp.sandboxes.base import BackendInfo, OutputSink, RunReport, RunRequest, ToolCallHandler
-from ptc_mcp.sandboxes.protocol import Call, Done, ProtocolError, answer_call, run_message
-from ptc_mcp.sandboxes.stream import report_from_done
+from ptc_mcp.sandboxes.protocol import (
+    OUTPUT_FLUSH_S,
+    STEP_WAIT_S,
+    Call,
+    Done,
+    ProtocolError,
+    answer_call,
+    cancel_message,
+    report_from_done,
+    run_message,
+)
 
 __all__ = ["AgentCoreBackend", "AgentCoreSession", "AgentCoreSettings", "create_backend"]
 
@@ -57,9 +66,9 @@ class AgentCoreSettings(BaseModel):
     """Data-plane endpoint override, e.g. the local emulator (``ptc-mcp emulate agentcore``)."""
     profile: str | None = None
     """A named profile of the AWS config files; default: boto3's default credential chain."""
-    step_wait_s: float = Field(default=10.0, gt=0, le=120)
+    step_wait_s: float = Field(default=STEP_WAIT_S, gt=0, le=120)
     """Longest one ``executeCode`` waits for a busy program before returning (the next step resumes waiting)."""
-    output_interval_s: float = Field(default=0.5, gt=0, le=60)
+    output_interval_s: float = Field(default=OUTPUT_FLUSH_S, gt=0, le=60)
     """Output of a busy program reaches the host at least this often (each delivery costs one ``executeCode``)."""
     max_attempts: int = Field(default=6, ge=1, le=20)
     """Attempts per AWS request for throttling and transient errors (exponential backoff with jitter)."""
@@ -195,7 +204,7 @@ class AgentCoreSession:
         fresh_catalog = request.catalog_version != self._catalog_version
         inbox: list[dict[str, Any]] = [run_message(request, with_catalog=fresh_catalog)]
         if self._orphan_run is not None:  # a dead instance's run: cancelled before ours is delivered
-            inbox.insert(0, {"type": "cancel", "id": self._orphan_run})
+            inbox.insert(0, cancel_message(self._orphan_run))
             self._orphan_run = None
         self._catalog_version = request.catalog_version
         self.steps = 0

@@ -15,8 +15,15 @@ import secrets
 import zlib
 from typing import Any
 
-from ptc_mcp.sandboxes.protocol import Call, Done, Output, ProtocolError, Ready, parse_runtime_message
-from ptc_mcp.sandboxes.stream import runtime_source
+from ptc_mcp.sandboxes.protocol import (
+    Call,
+    Done,
+    Output,
+    ProtocolError,
+    Ready,
+    parse_runtime_message,
+    runtime_source,
+)
 
 __all__ = ["StepCodec"]
 

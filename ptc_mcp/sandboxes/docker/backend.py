@@ -37,8 +37,7 @@ from ptc_mcp.sandboxes.docker.launch import (
 from ptc_mcp.sandboxes.docker.pool import WarmPool
 from ptc_mcp.sandboxes.docker.settings import DockerSettings, container_spec, parse_docker_settings
 from ptc_mcp.sandboxes.docker.stream import AttachedStream, has_unexpected_input
-from ptc_mcp.sandboxes.raw_output import RawOutput
-from ptc_mcp.sandboxes.stream import RuntimeChannel
+from ptc_mcp.sandboxes.stream import RawOutput, RuntimeChannel
 
 __all__ = ["DockerBackend", "DockerSession", "DockerSettings", "create_backend"]
 

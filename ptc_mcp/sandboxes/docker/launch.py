@@ -22,8 +22,7 @@ import docker.errors
 from ptc_mcp.errors import SandboxFailure
 from ptc_mcp.sandboxes.docker.settings import DockerSettings
 from ptc_mcp.sandboxes.docker.stream import FrameDemux, blocking_handshake, raw_socket
-from ptc_mcp.sandboxes.protocol import Ready, parse_runtime_message
-from ptc_mcp.sandboxes.stream import runtime_source
+from ptc_mcp.sandboxes.protocol import Ready, expect_ready, not_started, startup_payload
 
 log = logging.getLogger(__name__)
 
@@ -82,22 +81,14 @@ def launch(api: Any, spec: dict[str, Any], settings: DockerSettings, labels: dic
         demux = FrameDemux()
         sock = raw_socket(handle)
         api.start(container_id)
-        source = runtime_source()
         try:
-            line = blocking_handshake(
-                sock, demux, str(len(source)).encode("ascii") + b"\n" + source, settings.start_timeout_s
-            )
+            line = blocking_handshake(sock, demux, startup_payload(), settings.start_timeout_s)
         except TimeoutError:
-            raise SandboxFailure(
-                f"the sandbox's interpreter did not start within {settings.start_timeout_s:g} s"
-            ) from None
+            raise not_started(settings.start_timeout_s) from None
         except (EOFError, OSError):
             detail = demux.stderr_tail.decode("utf-8", "replace").strip()[-500:]
             raise SandboxFailure(f"the container exited before its runtime started: {detail or 'no output'}") from None
-        message = parse_runtime_message(line)
-        if not isinstance(message, Ready):
-            raise SandboxFailure(f"expected 'ready' from the runtime, got {message.type!r}")
-        return Launched(container_id, session_id, handle, demux, message)
+        return Launched(container_id, session_id, handle, demux, expect_ready(line))
     except BaseException as exc:
         remove(api, container_id)
         if isinstance(exc, docker.errors.APIError):

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ptc_mcp.errors import ConfigError
 from ptc_mcp.sandboxes.base import SandboxLimits
-from ptc_mcp.sandboxes.stream import PYTHON_ARGS
+from ptc_mcp.sandboxes.protocol import PYTHON_ARGS
 
 DEFAULT_IMAGE = "python:3.12-slim"
 SCRATCH = "/tmp"

@@ -27,8 +27,8 @@ from ptc_mcp.sandboxes.process.isolation import (
     plan_launch,
     reap_stale_scratch_dirs,
 )
-from ptc_mcp.sandboxes.raw_output import RawOutput
-from ptc_mcp.sandboxes.stream import PYTHON_ARGS, RuntimeChannel
+from ptc_mcp.sandboxes.protocol import PYTHON_ARGS
+from ptc_mcp.sandboxes.stream import RawOutput, RuntimeChannel
 from ptc_mcp.sandboxes.warm_pool import WarmPool
 
 log = logging.getLogger(__name__)
