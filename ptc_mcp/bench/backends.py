@@ -13,16 +13,14 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 
 from ptc_mcp.bench.report import summary
 from ptc_mcp.output import OutputCollector
 from ptc_mcp.sandboxes.base import RunReport, RunRequest, SandboxBackend, SandboxLimits, SandboxSession
-
-if TYPE_CHECKING:
-    from ptc_mcp.sandboxes.process.backend import ProcessBackend
+from ptc_mcp.sandboxes.warm_pool import KeepsWarm
 
 KINDS = ("process", "srt", "docker", "agentcore")
 CATALOG: dict[str, Any] = {
@@ -114,10 +112,11 @@ async def _srt(limits: SandboxLimits) -> AsyncIterator[Backends]:
 
 
 @asynccontextmanager
-async def _kept_warm(cold: ProcessBackend, warm: ProcessBackend) -> AsyncIterator[Backends]:
-    """A cold backend and one whose warm pool is kept filled while the measurement runs."""
+async def _kept_warm(cold: SandboxBackend, warm: SandboxBackend) -> AsyncIterator[Backends]:
+    """A cold backend and one whose warm pool is kept filled while the measurement runs (as the executor does)."""
     async with anyio.create_task_group() as tasks:
-        tasks.start_soon(warm.keep_warm)
+        if isinstance(warm, KeepsWarm):
+            tasks.start_soon(warm.keep_warm)
         try:
             yield Backends(cold, warm)
         finally:
@@ -133,13 +132,9 @@ async def _docker(limits: SandboxLimits) -> AsyncIterator[Backends]:
     from ptc_mcp.sandboxes.docker.settings import parse_docker_settings
 
     image = await anyio.to_thread.run_sync(build_local_image)
-    cold = DockerBackend(parse_docker_settings({"image": image, "pull": "never", "warm_pool": 0}), limits)
-    warm = DockerBackend(parse_docker_settings({"image": image, "pull": "never", "warm_pool": 2}), limits)
-    try:
-        yield Backends(cold, warm)
-    finally:
-        await cold.aclose()
-        await warm.aclose()
+    settings = parse_docker_settings({"image": image, "pull": "never"})
+    async with _kept_warm(DockerBackend(settings, limits), DockerBackend(settings, limits, warm_pool=2)) as backends:
+        yield backends
 
 
 @asynccontextmanager

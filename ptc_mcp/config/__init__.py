@@ -148,7 +148,8 @@ class SandboxConfig(_Strict):
     max_processes: int = Field(default=64, ge=1)
     max_open_files: int = Field(default=256, ge=16)
     warm_pool: int = Field(default=2, ge=0, le=64)
-    """Interpreters the ``process`` and ``srt`` backends keep started, so a new session skips start-up (0: none)."""
+    """Interpreters (containers) the ``process``, ``srt`` and ``docker`` backends keep started, so a new session
+    skips start-up (0: none)."""
     warm_max_age_s: float = Field(default=300.0, gt=0)
     """A warm interpreter unused for this long is replaced by a fresh one."""
     docker: dict[str, Any] = Field(default_factory=dict)

@@ -21,7 +21,10 @@ import importlib.util
 import logging
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+
+import anyio
 
 from ptc_mcp.config import Config
 from ptc_mcp.errors import SandboxUnavailableError
@@ -186,7 +189,9 @@ def create_backend(config: Config, *, allow_unisolated: bool | None = None) -> S
     if kind != "auto":
         backend = _load(kind, config)
         if not backend.isolated and not unisolated_ok:
-            raise SandboxUnavailableError(_refusal(kind, getattr(backend, "bubblewrap_reason", "")))
+            reason = getattr(backend, "bubblewrap_reason", "")
+            _drop(backend)
+            raise SandboxUnavailableError(_refusal(kind, reason))
         return backend
     reasons = []
     for option in _auto_options(config):
@@ -198,11 +203,26 @@ def create_backend(config: Config, *, allow_unisolated: bool | None = None) -> S
                 continue
             if backend.isolated:
                 return backend
+            _drop(backend)
         reasons.append(f"{option.kind}: {option.detail}")
     if unisolated_ok:
         log.warning("no isolated sandbox is available: running programs UNISOLATED (sandbox.allow_unisolated)")
         return _load("process", config)
     raise SandboxUnavailableError(_refusal("auto", "; ".join(reasons)))
+
+
+def _drop(backend: SandboxBackend) -> None:
+    """Close a backend that was loaded but will not be used (it may hold a client, a pool).
+
+    Quick, since no backend starts anything before ``keep_warm`` or its first session. ``create_backend`` is
+    synchronous and may be called on a running event loop, so the close runs on a loop of its own in a short-lived
+    thread, joined before this returns.
+    """
+    with ThreadPoolExecutor(1, thread_name_prefix="ptc-mcp-drop-backend") as closer:
+        try:
+            closer.submit(anyio.run, backend.aclose).result()
+        except Exception as exc:  # the backend is unused: a failure to close it must not hide why it was dropped
+            log.warning("cannot close the unused %s backend: %s", backend.kind, exc)
 
 
 def _refusal(kind: str, reason: str) -> str:

@@ -163,7 +163,7 @@ async def docker_backend() -> AsyncIterator[BackendUnderTest]:
     try:
         # A local image built from this machine's Python: tests never pull from a registry.
         image = await anyio.to_thread.run_sync(lambda: build_local_image(client=_docker_client()))
-        settings = parse_docker_settings({"image": image, "pull": "never", "warm_pool": 0})
+        settings = parse_docker_settings({"image": image, "pull": "never"})
         backend = await anyio.to_thread.run_sync(DockerBackend, settings, SandboxLimits())
     except Exception as exc:  # no engine, no permission on its socket, no ldd: skip with the reason
         pytest.skip(f"docker is not usable here: {exc}")

@@ -12,6 +12,7 @@ import secrets
 import socket
 import subprocess
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -107,9 +108,16 @@ def make_backend(image: str) -> Iterator[Callable[..., DockerBackend]]:
     """Backends on the local image (pull never: no registry traffic); every container removed afterwards."""
     made: list[DockerBackend] = []
 
-    def make(limits: SandboxLimits | None = None, **settings: Any) -> DockerBackend:
-        config = {"image": image, "pull": "never", "warm_pool": 0, **settings}
-        backend = DockerBackend(parse_docker_settings(config), limits or SandboxLimits())
+    def make(
+        limits: SandboxLimits | None = None, *, warm_pool: int = 0, warm_max_age_s: float = 300.0, **settings: Any
+    ) -> DockerBackend:
+        config = {"image": image, "pull": "never", **settings}
+        backend = DockerBackend(
+            parse_docker_settings(config),
+            limits or SandboxLimits(),
+            warm_pool=warm_pool,
+            warm_max_age_s=warm_max_age_s,
+        )
         made.append(backend)
         return backend
 
@@ -488,74 +496,154 @@ async def test_stale_containers_of_a_dead_instance_are_reaped_at_start(
             remove(api, container_id)
 
 
-@pytest.mark.anyio
-async def test_the_warm_pool_hands_out_pre_started_containers(make_backend: Callable[..., DockerBackend]) -> None:
-    backend = make_backend(warm_pool=2)
+@asynccontextmanager
+async def kept_warm(backend: DockerBackend) -> AsyncIterator[DockerBackend]:
+    """The backend with its pool filled in the background, as the executor's task group does it."""
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(backend.keep_warm)
+        yield backend
+        tasks.cancel_scope.cancel()
+
+
+async def wait_until(condition: Callable[[], bool]) -> None:
     with anyio.fail_after(WAIT_S):
-        while len(backend.pool) < 2:
+        while not condition():
             await anyio.sleep(0.02)
-    pooled = {c["Id"] for c in containers(**{INSTANCE_LABEL: backend.instance_id})}
-    first = await backend.start_session()
-    second = await backend.start_session()
-    assert first.warm and second.warm
-    assert {first.container_id, second.container_id} == pooled
-    report, _ = await run(second, "print(1)")
-    assert report.ok
-    with anyio.fail_after(WAIT_S):  # refilled in the background
-        while len(backend.pool) < 2:
-            await anyio.sleep(0.02)
-    assert backend.pool.launched == 4
-    await first.aclose()
-    await second.aclose()
+
+
+def own_containers(backend: DockerBackend) -> set[str]:
+    return {c["Id"] for c in containers(**{INSTANCE_LABEL: backend.instance_id})}
+
+
+@pytest.mark.anyio
+async def test_constructing_the_backend_starts_no_container(make_backend: Callable[..., DockerBackend]) -> None:
+    backend = make_backend(warm_pool=2)
+    assert own_containers(backend) == set()
+    assert backend.pool.started == 0, "filling the pool is keep_warm's job"
+
+
+@pytest.mark.anyio
+async def test_a_warm_take_hands_out_a_pooled_container_without_starting_one(
+    make_backend: Callable[..., DockerBackend],
+) -> None:
+    async with kept_warm(make_backend(warm_pool=2)) as backend:
+        await wait_until(lambda: len(backend.pool) == 2)
+        pooled = own_containers(backend)
+        started = backend.pool.started
+        first = await backend.start_session()
+        second = await backend.start_session()
+        assert first.warm and second.warm
+        assert {first.container_id, second.container_id} == pooled
+        assert (backend.pool.taken, backend.pool.missed) == (2, 0)
+        assert backend.pool.started == started, "a take starts nothing itself"
+        report, _ = await run(second, "print(1)")
+        assert report.ok
+        await wait_until(lambda: len(backend.pool) == 2)  # refilled in the background
+        assert backend.pool.started == 4
+        await first.aclose()
+        await second.aclose()
+
+
+@pytest.mark.anyio
+async def test_an_empty_pool_is_a_miss_and_a_cold_start(make_backend: Callable[..., DockerBackend]) -> None:
+    backend = make_backend(warm_pool=1)  # keep_warm not running: the pool stays empty
+    session = await backend.start_session()
+    assert not session.warm
+    assert (backend.pool.taken, backend.pool.missed, backend.pool.started) == (0, 1, 0)
+    report, _ = await run(session, "'cold'")
+    assert report.result == "cold"
 
 
 @pytest.mark.anyio
 async def test_a_pooled_container_that_died_is_not_handed_out(make_backend: Callable[..., DockerBackend]) -> None:
-    backend = make_backend(warm_pool=1)
-    with anyio.fail_after(WAIT_S):
-        while len(backend.pool) < 1:
-            await anyio.sleep(0.02)
-    (victim,) = [c["Id"] for c in containers(**{INSTANCE_LABEL: backend.instance_id})]
-    await anyio.to_thread.run_sync(CLIENT.api.kill, victim)
-    with anyio.fail_after(WAIT_S):
-        while CLIENT.api.inspect_container(victim)["State"]["Running"]:
-            await anyio.sleep(0.02)
-    session = await backend.start_session()
-    assert session.container_id != victim
-    report, _ = await run(session, "'alive'")
-    assert report.result == "alive"
-    await session.aclose()
+    async with kept_warm(make_backend(warm_pool=1)) as backend:
+        await wait_until(lambda: len(backend.pool) == 1)
+        (victim,) = own_containers(backend)
+        await anyio.to_thread.run_sync(CLIENT.api.kill, victim)
+        await wait_until(lambda: not CLIENT.api.inspect_container(victim)["State"]["Running"])
+        session = await backend.start_session()
+        assert session.container_id != victim
+        assert backend.pool.missed == 1
+        report, _ = await run(session, "'alive'")
+        assert report.result == "alive"
+        await wait_until(lambda: victim not in own_containers(backend))  # recycled: removed from the engine
+        await session.aclose()
 
 
 @pytest.mark.anyio
-async def test_stale_pooled_containers_are_recycled(make_backend: Callable[..., DockerBackend]) -> None:
-    backend = make_backend(warm_pool=1, warm_max_age_s=0.5)
-    with anyio.fail_after(WAIT_S):
-        while backend.pool.launched < 3:
-            await anyio.sleep(0.05)
-    assert len(containers(**{INSTANCE_LABEL: backend.instance_id})) <= 2
+async def test_a_pooled_container_that_wrote_while_idle_is_not_handed_out(
+    make_backend: Callable[..., DockerBackend],
+) -> None:
+    async with kept_warm(make_backend(warm_pool=1)) as backend:
+        await wait_until(lambda: len(backend.pool) == 1)
+        (noisy,) = own_containers(backend)
+        # Something writes to the container's stderr (the attach stream) while nobody runs a program in it.
+        exec_id = CLIENT.api.exec_create(noisy, ["python3", "-c", "open('/proc/1/fd/2', 'w').write('noise')"])
+        await anyio.to_thread.run_sync(CLIENT.api.exec_start, exec_id)
+        assert CLIENT.api.exec_inspect(exec_id)["ExitCode"] == 0
+        ((_, pooled),) = backend.pool._ready
+        await wait_until(lambda: pooled.alive and pooled.stderr_bytes > 0)  # the bytes reached its attach socket
+        session = await backend.start_session()
+        assert session.container_id != noisy
+        assert backend.pool.missed == 1
+        await wait_until(lambda: noisy not in own_containers(backend))  # recycled: removed from the engine
+        await session.aclose()
+
+
+@pytest.mark.anyio
+async def test_an_expired_warm_container_is_replaced_and_removed(make_backend: Callable[..., DockerBackend]) -> None:
+    async with kept_warm(make_backend(warm_pool=1, warm_max_age_s=1.0)) as backend:
+        await wait_until(lambda: len(backend.pool) == 1)
+        (expired,) = own_containers(backend)
+        await wait_until(lambda: backend.pool.recycled >= 1 and len(backend.pool) == 1)
+        await wait_until(lambda: expired not in own_containers(backend))
+        assert backend.pool.started >= 2
+        assert len(own_containers(backend)) <= 2
+
+
+@pytest.mark.anyio
+async def test_a_failing_engine_makes_the_pool_back_off_not_spin(make_backend: Callable[..., DockerBackend]) -> None:
+    backend = make_backend(image="ptc-mcp-sandbox:does-not-exist-" + secrets.token_hex(4), warm_pool=2)
+    async with kept_warm(backend):
+        await wait_until(lambda: backend.pool.failures == 1)
+        assert backend.pool.backoff_s >= 1.0
+        for _ in range(5):  # takes (each a failing cold start) do not cut the back-off short
+            with pytest.raises(SandboxFailure):
+                await backend.start_session()
+        assert backend.pool.failures == 1
+        assert own_containers(backend) == set()
 
 
 @pytest.mark.anyio
 async def test_closing_the_backend_removes_every_container_it_started(
     make_backend: Callable[..., DockerBackend],
 ) -> None:
-    backend = make_backend(warm_pool=2)
-    sessions = [await backend.start_session() for _ in range(2)]
-    with anyio.fail_after(WAIT_S):
-        while len(backend.pool) < 2:
-            await anyio.sleep(0.02)
-    assert len(containers(**{INSTANCE_LABEL: backend.instance_id})) == 4
-    await backend.aclose()
-    assert containers(**{INSTANCE_LABEL: backend.instance_id}) == []
-    assert not any(session.alive for session in sessions)
-    with pytest.raises(SandboxFailure):
-        await backend.start_session()
+    async with kept_warm(make_backend(warm_pool=2)) as backend:
+        sessions = [await backend.start_session() for _ in range(2)]
+        await wait_until(lambda: len(backend.pool) == 2)
+        assert len(own_containers(backend)) == 4
+        await backend.aclose()
+        assert own_containers(backend) == set()
+        assert not any(session.alive for session in sessions)
+        with pytest.raises(SandboxFailure):
+            await backend.start_session()
+
+
+@pytest.mark.anyio
+async def test_closing_the_backend_during_a_warm_start_removes_that_container_too(
+    make_backend: Callable[..., DockerBackend],
+) -> None:
+    async with kept_warm(make_backend(warm_pool=1)) as backend:
+        await wait_until(lambda: backend._launching == 1)  # the pool's first container is being started
+        await backend.aclose()
+        assert backend._launching == 0, "aclose returned before the container start in flight ended"
+        assert own_containers(backend) == set()
+        assert len(backend.pool) == 0
 
 
 @pytest.mark.anyio
 async def test_the_config_picks_the_docker_backend(image: str) -> None:
-    config = parse_config({"sandbox": {"kind": "docker", "docker": {"image": image, "pull": "never", "warm_pool": 0}}})
+    config = parse_config({"sandbox": {"kind": "docker", "warm_pool": 0, "docker": {"image": image, "pull": "never"}}})
     backend = create_backend(config)
     try:
         assert backend.kind == "docker" and backend.isolated

@@ -9,7 +9,6 @@ import pytest
 from ptc_mcp.errors import ConfigError, SandboxFailure
 from ptc_mcp.sandboxes.base import SandboxLimits
 from ptc_mcp.sandboxes.docker.launch import owner_labels, process_start_time
-from ptc_mcp.sandboxes.docker.pool import WarmPool
 from ptc_mcp.sandboxes.docker.settings import SANDBOX_ENV, container_spec, parse_docker_settings
 from ptc_mcp.sandboxes.docker.stream import FrameDemux
 
@@ -26,8 +25,15 @@ def test_unknown_docker_settings_are_refused_naming_the_key() -> None:
 def test_bad_docker_values_are_refused_naming_the_key() -> None:
     with pytest.raises(ConfigError, match=r"sandbox\.docker\.cpus"):
         parse_docker_settings({"cpus": 0})
-    with pytest.raises(ConfigError, match=r"sandbox\.docker\.warm_pool"):
-        parse_docker_settings({"warm_pool": -1})
+    with pytest.raises(ConfigError, match=r"sandbox\.docker\.start_timeout_s"):
+        parse_docker_settings({"start_timeout_s": 0})
+
+
+def test_the_old_docker_warm_pool_keys_are_refused_naming_the_shared_ones() -> None:
+    with pytest.raises(ConfigError, match=r"sandbox\.docker\.warm_pool is now sandbox\.warm_pool"):
+        parse_docker_settings({"warm_pool": 2})
+    with pytest.raises(ConfigError, match=r"sandbox\.warm_max_age_s"):
+        parse_docker_settings({"warm_max_age_s": 60})
 
 
 def test_a_root_user_is_refused() -> None:
@@ -92,6 +98,7 @@ def test_frames_split_across_reads_are_reassembled() -> None:
     assert demux.take_line() is None
     assert bytes(demux.stdout) == b"tail"
     assert bytes(demux.stderr_tail) == b"warning\n"
+    assert demux.stderr_bytes == len(b"warning\n")
 
 
 def test_stderr_frames_go_to_the_listener_when_there_is_one() -> None:
@@ -114,10 +121,3 @@ def test_the_stderr_tail_is_bounded() -> None:
 def test_an_absurd_frame_size_is_a_sandbox_failure() -> None:
     with pytest.raises(SandboxFailure):
         FrameDemux().feed(struct.pack(">BxxxI", 1, 2**31))
-
-
-def test_an_empty_pool_hands_out_nothing_and_never_starts_a_thread() -> None:
-    pool = WarmPool(0, 60.0, launch=lambda: pytest.fail("no launch"), discard=lambda _: None, fit=lambda _: True)
-    pool.start()
-    assert pool.take() is None
-    assert pool.close(1.0) == []

@@ -74,3 +74,43 @@ def test_an_explicit_kind_is_chosen_and_the_others_say_so() -> None:
     lines = {line.split(": ", 1)[0]: line for line in report.lines()}
     assert lines["agentcore"].startswith("agentcore: chosen (code interpreter ")
     assert not any(line.split(": ", 1)[1].startswith("chosen") for kind, line in lines.items() if kind != "agentcore")
+
+
+@pytest.fixture
+def unisolated_kind(monkeypatch: pytest.MonkeyPatch) -> str:
+    """A kind whose probe says it isolates but whose backend does not, tried first by ``auto``."""
+    from ptc_mcp import sandboxes
+    from tests.sandboxes import unisolated_kind
+
+    unisolated_kind.CLOSED.clear()
+    monkeypatch.setitem(sandboxes.MODULES, unisolated_kind.KIND, unisolated_kind.__name__)
+    monkeypatch.setattr(sandboxes, "AUTO_ORDER", (unisolated_kind.KIND, *sandboxes.AUTO_ORDER))
+    return unisolated_kind.KIND
+
+
+@pytest.mark.anyio
+async def test_auto_closes_a_backend_it_loaded_but_does_not_use(unisolated_kind: str) -> None:
+    from tests.sandboxes.unisolated_kind import CLOSED
+
+    # On a running event loop, as `open_app` calls it.
+    try:
+        backend = create_backend(bare_config(warm_pool=1))
+    except SandboxUnavailableError:  # nothing isolates here: refused, and still nothing left open
+        backend = None
+    assert [dropped.kind for dropped in CLOSED] == [unisolated_kind]
+    assert CLOSED[0].pool.started == 0, "loading a backend started nothing: dropping it was cheap"
+    if backend is not None:
+        assert backend.kind != unisolated_kind and backend.isolated
+        assert backend not in CLOSED
+        await backend.aclose()
+
+
+def test_an_explicit_kind_that_does_not_isolate_is_closed_when_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ptc_mcp import sandboxes
+    from tests.sandboxes import unisolated_kind
+
+    unisolated_kind.CLOSED.clear()
+    monkeypatch.setitem(sandboxes.MODULES, "process", unisolated_kind.__name__)
+    with pytest.raises(SandboxUnavailableError, match="no isolated sandbox"):
+        create_backend(bare_config(kind="process"))
+    assert len(unisolated_kind.CLOSED) == 1

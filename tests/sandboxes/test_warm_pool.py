@@ -9,7 +9,7 @@ import anyio
 import pytest
 
 from ptc_mcp.config import Config
-from ptc_mcp.sandboxes import sandbox_limits
+from ptc_mcp.sandboxes import sandbox_limits, warm_pool
 from ptc_mcp.sandboxes.base import RunReport, RunRequest
 from ptc_mcp.sandboxes.process.backend import ProcessBackend, ProcessSession
 from ptc_mcp.sandboxes.warm_pool import WarmPool
@@ -102,6 +102,67 @@ async def test_a_failing_start_does_not_kill_the_pool() -> None:
     with anyio.move_on_after(0.3):
         await pool.run()
     assert attempts == 1 and len(pool) == 0
+
+
+async def test_after_a_failed_start_takes_do_not_cut_the_back_off_short() -> None:
+    attempts = 0
+
+    async def start() -> FakeSession:
+        nonlocal attempts
+        attempts += 1
+        raise OSError("the engine is down")
+
+    pool = WarmPool(start, size=2, max_age_s=10)
+    async with anyio.create_task_group() as group:
+        group.start_soon(pool.run)
+        with anyio.fail_after(5):
+            while pool.failures < 1:
+                await anyio.sleep(0.01)
+        for _ in range(50):  # every take wakes the pool; a failing engine must not be retried at that rate
+            assert pool.take() is None
+            await anyio.sleep(0.002)
+        group.cancel_scope.cancel()
+    assert attempts == 1 and pool.backoff_s == warm_pool.RETRY_AFTER_FAILURE_S
+
+
+async def test_the_back_off_doubles_up_to_a_cap_and_resets_after_a_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(warm_pool, "RETRY_AFTER_FAILURE_S", 0.01)
+    monkeypatch.setattr(warm_pool, "MAX_BACKOFF_S", 0.04)
+    waits: list[float] = []
+
+    async def start() -> FakeSession:
+        waits.append(pool.backoff_s)
+        if len(waits) <= 4:
+            raise OSError("the engine is down")
+        return FakeSession(len(waits))
+
+    pool = WarmPool(start, size=1, max_age_s=60)
+    async with anyio.create_task_group() as group:
+        group.start_soon(pool.run)
+        await wait_until_full(pool)
+        group.cancel_scope.cancel()
+    assert waits == [0.0, 0.01, 0.02, 0.04, 0.04]
+    assert pool.backoff_s == 0.0 and pool.failures == 4 and pool.started == 1
+
+
+async def test_a_session_the_fit_check_refuses_is_recycled_not_served() -> None:
+    started: list[FakeSession] = []
+    unfit: set[int] = set()
+
+    async def start() -> FakeSession:
+        started.append(FakeSession(len(started)))
+        return started[-1]
+
+    pool = WarmPool(start, size=1, max_age_s=60, fit=lambda session: session.number not in unfit)
+    async with anyio.create_task_group() as group:
+        group.start_soon(pool.run)
+        await wait_until_full(pool)
+        unfit.add(0)  # it no longer fits
+        assert pool.take() is None
+        await wait_until_full(pool)
+        assert started[0].closed and pool.recycled == 1
+        assert pool.take() is started[1]
+        group.cancel_scope.cancel()
 
 
 @pytest.fixture

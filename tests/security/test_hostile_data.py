@@ -215,7 +215,7 @@ def write_config(folder: Path, backend: str) -> Path:
     if backend == "docker":
         from ptc_mcp.sandboxes.docker.image import build_local_image
 
-        sandbox["docker"] = {"image": build_local_image(), "pull": "never", "warm_pool": 0}
+        sandbox["docker"] = {"image": build_local_image(), "pull": "never"}
     document = {
         "mcpServers": {"hostile": HOSTILE},
         "sandbox": sandbox,

@@ -253,7 +253,7 @@ def serve_config(tmp_path: Path) -> Iterator[Any]:
         if kind == "docker":
             from ptc_mcp.sandboxes.docker.image import LOCAL_IMAGE
 
-            sandbox["docker"] = {"image": LOCAL_IMAGE, "pull": "never", "warm_pool": 0}
+            sandbox["docker"] = {"image": LOCAL_IMAGE, "pull": "never"}
         path = tmp_path / f"{kind}.json"
         path.write_text(json.dumps({"mcpServers": {}, "sandbox": sandbox, "audit": {"enabled": False}}))
         return path

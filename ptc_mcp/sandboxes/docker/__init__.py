@@ -2,8 +2,8 @@
 
 ``backend.py`` (the backend and its sessions), ``settings.py`` (``sandbox.docker`` parsed), ``launch.py``
 (starting a container and the runtime handshake), ``stream.py`` (Docker's multiplexed attach stream),
-``pool.py`` (containers started ahead of demand) and ``image.py`` (building the sandbox image locally).
-Needs the ``docker`` extra.
+and ``image.py`` (building the sandbox image locally). Warm containers come from the shared
+``ptc_mcp.sandboxes.warm_pool``. Needs the ``docker`` extra.
 """
 
 from ptc_mcp.sandboxes.docker.backend import DockerBackend, create_backend, probe

@@ -1,14 +1,12 @@
 """The ``docker`` backend: one hardened container per session, the runtime sent in over its attached stdin.
 
-Modules: ``docker_settings`` (the ``sandbox.docker`` config and the container it describes), ``docker_stream``
-(the multiplexed attach stream as an anyio byte stream), ``docker_launch`` (blocking engine calls: start, remove,
-reap), ``docker_pool`` (warm containers), ``docker_image`` (a local image for tests and CI). Every Docker SDK call
-runs in a worker thread; the protocol itself runs on the event loop over the attach socket.
+Every Docker SDK call runs in a worker thread; the protocol itself runs on the event loop over the attach socket.
+Warm containers come from the shared ``WarmPool`` (``sandbox.warm_pool``, ``sandbox.warm_max_age_s``), filled by
+``keep_warm()``, which the executor runs in its task group: constructing the backend starts nothing.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import secrets
 from typing import Any
@@ -34,10 +32,10 @@ from ptc_mcp.sandboxes.docker.launch import (
     reap_stale,
     remove,
 )
-from ptc_mcp.sandboxes.docker.pool import WarmPool
 from ptc_mcp.sandboxes.docker.settings import DockerSettings, container_spec, parse_docker_settings
-from ptc_mcp.sandboxes.docker.stream import AttachedStream, has_unexpected_input
+from ptc_mcp.sandboxes.docker.stream import AttachedStream
 from ptc_mcp.sandboxes.stream import RawOutput, RuntimeChannel
+from ptc_mcp.sandboxes.warm_pool import WarmPool
 
 __all__ = ["DockerBackend", "DockerSession", "DockerSettings", "create_backend"]
 
@@ -58,6 +56,7 @@ class DockerSession:
         raw.pump = self._stream.pump  # after `done` nobody else reads the socket that carries stderr frames
         self._channel = RuntimeChannel(self._stream, self._stream, raw)
         self._channel.python_version = launched.ready.python
+        self._stderr_at_ready = launched.demux.stderr_bytes
         self._closed = False
         self._running = False
 
@@ -67,6 +66,16 @@ class DockerSession:
             return False
         # Between runs nobody reads the stream, so a container that died while idle is noticed here.
         return not self._stream.at_eof if self._running else self._stream.poll_open()
+
+    @property
+    def stderr_bytes(self) -> int:
+        """Bytes the container wrote to stderr since its runtime said ``ready`` (read so far)."""
+        return self._stream.demux.stderr_bytes - self._stderr_at_ready
+
+    @property
+    def untouched(self) -> bool:
+        """Alive, and silent since its runtime said ``ready``: what a warm container must be to be handed out."""
+        return self.alive and self._stream.demux.idle and not self.stderr_bytes
 
     @property
     def python_version(self) -> str | None:
@@ -119,7 +128,7 @@ class DockerSession:
 
 
 class DockerBackend:
-    """Starts ``DockerSession``s on the engine ``docker.from_env()`` finds; keeps a warm pool."""
+    """Starts ``DockerSession``s on the engine ``docker.from_env()`` finds; ``keep_warm()`` keeps a warm pool."""
 
     kind = "docker"
 
@@ -128,6 +137,8 @@ class DockerBackend:
         settings: DockerSettings,
         limits: SandboxLimits,
         *,
+        warm_pool: int = 0,
+        warm_max_age_s: float = 300.0,
         client: docker.DockerClient | None = None,
         instance_id: str | None = None,
     ) -> None:
@@ -145,58 +156,79 @@ class DockerBackend:
         self._spec = container_spec(settings, limits, owner_labels(self.instance_id))
         self._sessions: set[DockerSession] = set()
         self._closed = False
+        self._launching = 0
+        self._landed: anyio.Event | None = None
         reaped = reap_stale(self.api, self.instance_id)
         if reaped:
             log.info("removed %d sandbox container(s) left by a server instance that is gone", reaped)
-        self.pool = WarmPool(settings.warm_pool, settings.warm_max_age_s, self._launch, self._discard, self._fit)
-        self.pool.start()
+        self.pool: WarmPool[DockerSession] = WarmPool(
+            self._start_warm, size=warm_pool, max_age_s=warm_max_age_s, fit=lambda session: session.untouched
+        )
 
-    def _launch(self) -> Launched:
-        return launch(self.api, self._spec, self.settings, {})
-
-    def _discard(self, launched: Launched) -> None:
-        stream = getattr(launched.handle, "close", None)
-        if stream is not None:
-            stream()
-        remove(self.api, launched.container_id)
-
-    def _fit(self, launched: Launched) -> bool:
-        return not has_unexpected_input(launched.handle, launched.demux)
+    async def keep_warm(self) -> None:
+        """Keep ``warm_pool`` containers started until cancelled (the executor runs this)."""
+        if self.pool.size > 0:
+            await self.pool.run()
 
     async def start_session(self) -> DockerSession:
+        """A warm container when the pool has one, else a freshly started one."""
+        return self.pool.take() or await self._start(warm=False)
+
+    async def _start_warm(self) -> DockerSession:
+        return await self._start(warm=True)
+
+    async def _start(self, *, warm: bool) -> DockerSession:
         if self._closed:
             raise SandboxFailure("the docker backend is closed")
-        launched = self.pool.take()
-        warm = launched is not None
-        if launched is None:
-            launched = await self._cold_launch()
-        session = DockerSession(self, launched, warm=warm)
+        session = DockerSession(self, await self._launch(), warm=warm)
         self._sessions.add(session)
         return session
 
-    async def _cold_launch(self) -> Launched:
+    async def _launch(self) -> Launched:
+        """Start a container in a worker thread; one that lands after ``aclose`` began is removed at once."""
         started: list[Launched] = []
+        self._launching += 1
         try:
-            await anyio.to_thread.run_sync(lambda: started.append(self._launch()))
+            try:
+                await anyio.to_thread.run_sync(lambda: started.append(self._launch_blocking()))
+            except docker.errors.DockerException as exc:  # not already a SandboxFailure: the engine went away
+                raise SandboxFailure(f"the Docker engine failed to start the sandbox: {exc}") from None
+            if self._closed:
+                raise SandboxFailure("the docker backend is closed")
         except BaseException:
-            if started:  # cancelled while the thread finished: remove what it started
+            if started:  # cancelled or closed while the thread finished: remove what it started
                 with anyio.CancelScope(shield=True):
                     await anyio.to_thread.run_sync(self._discard, started[0])
             raise
+        finally:
+            self._launching -= 1
+            if not self._launching and self._landed is not None:
+                self._landed.set()
         return started[0]
 
+    def _launch_blocking(self) -> Launched:
+        return launch(self.api, self._spec, self.settings, {})
+
+    def _discard(self, launched: Launched) -> None:
+        close = getattr(launched.handle, "close", None)
+        if close is not None:
+            close()
+        remove(self.api, launched.container_id)
+
     async def aclose(self) -> None:
+        """Close the pool and every session, wait for starts in flight, remove whatever this instance left."""
         if self._closed:
             return
         self._closed = True
         with anyio.CancelScope(shield=True):
+            await self.pool.aclose()
             for session in list(self._sessions):
                 await session.aclose()
-            timeout = self.settings.start_timeout_s + 5
-            left = await anyio.to_thread.run_sync(functools.partial(self.pool.close, timeout))
-            for launched in left:
-                await anyio.to_thread.run_sync(self._discard, launched)
-            await anyio.to_thread.run_sync(functools.partial(reap_stale, self.api, self.instance_id, include_own=True))
+            if self._launching:  # a worker thread cannot be cancelled: wait for it (it removes what it started)
+                self._landed = anyio.Event()
+                with anyio.move_on_after(self.settings.start_timeout_s + 5):
+                    await self._landed.wait()
+            await anyio.to_thread.run_sync(lambda: reap_stale(self.api, self.instance_id, include_own=True))
             await anyio.to_thread.run_sync(self.client.close)
 
 
@@ -240,4 +272,9 @@ def probe(config: Config) -> tuple[bool, str]:
 def create_backend(config: Config) -> DockerBackend:
     """The ``docker`` backend for a config; raises ``SandboxUnavailableError`` when no engine answers."""
     settings = parse_docker_settings(config.sandbox.docker)
-    return DockerBackend(settings, sandbox_limits(config))
+    return DockerBackend(
+        settings,
+        sandbox_limits(config),
+        warm_pool=config.sandbox.warm_pool,
+        warm_max_age_s=config.sandbox.warm_max_age_s,
+    )

@@ -14,6 +14,8 @@ from ptc_mcp.sandboxes.base import SandboxLimits
 from ptc_mcp.sandboxes.protocol import PYTHON_ARGS
 
 DEFAULT_IMAGE = "python:3.12-slim"
+MOVED = {"warm_pool": "sandbox.warm_pool", "warm_max_age_s": "sandbox.warm_max_age_s"}
+"""Keys that ``sandbox.docker`` once had, now one setting for every backend: a config with them is told where."""
 SCRATCH = "/tmp"
 LABEL_PREFIX = "ptc-mcp."
 SANDBOX_ENV = {
@@ -60,10 +62,6 @@ class DockerSettings(BaseModel):
     security_opt: list[str] = Field(default_factory=list)
     """Extra ``--security-opt`` values (a seccomp or AppArmor profile)."""
     labels: dict[str, str] = Field(default_factory=dict)
-    warm_pool: int = Field(default=2, ge=0, le=64)
-    """Containers started ahead of demand, so a new session does not wait for a container start."""
-    warm_max_age_s: float = Field(default=600.0, gt=0)
-    """A pooled container older than this is replaced by a fresh one."""
     start_timeout_s: float = Field(default=30.0, gt=0)
     api_timeout_s: float = Field(default=60.0, gt=0)
 
@@ -75,6 +73,9 @@ class DockerSettings(BaseModel):
 
 def parse_docker_settings(raw: dict[str, Any]) -> DockerSettings:
     """Validate ``sandbox.docker``; raises ``ConfigError`` naming ``sandbox.docker.<key>``."""
+    moved = [f"sandbox.docker.{key} is now {MOVED[key]} (one setting for every backend)" for key in raw if key in MOVED]
+    if moved:
+        raise ConfigError("invalid config: " + "; ".join(moved))
     try:
         settings = DockerSettings.model_validate(raw)
     except ValidationError as exc:

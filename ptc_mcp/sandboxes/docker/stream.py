@@ -9,7 +9,6 @@ loop), hands stdout to ``RuntimeChannel`` and stderr to a callback.
 
 from __future__ import annotations
 
-import select
 import socket
 import ssl
 import struct
@@ -50,6 +49,8 @@ class FrameDemux:
         self.stdout = bytearray()
         self.stderr_tail = bytearray()
         """The last stderr bytes seen while nobody listened (kept for failure messages)."""
+        self.stderr_bytes = 0
+        """Every stderr byte so far (a warm container that writes while idle is not handed out)."""
         self.on_stderr: Callable[[bytes], None] | None = None
 
     def feed(self, data: bytes) -> None:
@@ -69,6 +70,7 @@ class FrameDemux:
                 self._stderr(payload)
 
     def _stderr(self, payload: bytes) -> None:
+        self.stderr_bytes += len(payload)
         if self.on_stderr is not None:
             self.on_stderr(payload)
             return
@@ -103,18 +105,6 @@ def blocking_handshake(sock: socket.socket, demux: FrameDemux, payload: bytes, t
             raise EOFError
         demux.feed(data)
     return line
-
-
-def has_unexpected_input(handle: Any, demux: FrameDemux) -> bool:
-    """True when an idle container wrote or hung up (so it is not fit to hand out): nothing is read."""
-    sock = raw_socket(handle)
-    if not demux.idle or sock.fileno() < 0:
-        return True
-    if isinstance(sock, ssl.SSLSocket) and sock.pending():
-        return True
-    poller = select.poll()
-    poller.register(sock, select.POLLIN)
-    return bool(poller.poll(0))
 
 
 class AttachedStream(ByteStream):
