@@ -23,6 +23,7 @@ from ptc_mcp.sandboxes.base import RunReport, RunRequest, SandboxBackend, Sandbo
 from ptc_mcp.sandboxes.warm_pool import KeepsWarm
 
 KINDS = ("process", "srt", "docker", "agentcore")
+REFILL_WAIT_S = 30.0
 CATALOG: dict[str, Any] = {
     "servers": [
         {
@@ -75,9 +76,11 @@ class Series:
     nested_call: list[float] = field(default_factory=list)
     steps_gathered: list[int] = field(default_factory=list)
     steps_sequential: list[int] = field(default_factory=list)
+    pool_misses: int = 0
+    """Warm-pool starts that found the pool empty (``WarmPool.missed``): those samples are cold starts."""
 
     def report(self) -> dict[str, Any]:
-        row: dict[str, Any] = {"backend": self.kind}
+        row: dict[str, Any] = {"backend": self.kind, "pool_misses": self.pool_misses}
         for name in ("cold_start", "pool_start_print", "round_trip", "nested_call"):
             samples: list[float] = getattr(self, name)
             row[f"{name}_ms"] = summary(samples) if samples else None
@@ -159,11 +162,14 @@ async def _sample(kind: str, backends: Backends, series: Series) -> None:
     series.cold_start.append((time.perf_counter() - started) * 1000)
     await session.aclose()
     if backends.warm is not None:
-        await anyio.sleep(0.3)  # let the pool refill, as it would between sessions
+        pool = getattr(backends.warm, "pool", None)
+        missed = 0 if pool is None else pool.missed
+        await _refilled(backends.warm)
         started = time.perf_counter()
         session = await backends.warm.start_session()
         await run(session, "print(1)")
         series.pool_start_print.append((time.perf_counter() - started) * 1000)
+        series.pool_misses += 0 if pool is None else pool.missed - missed
     else:
         session = await backends.cold.start_session()
     try:
@@ -181,6 +187,14 @@ async def _sample(kind: str, backends: Backends, series: Series) -> None:
             series.steps_sequential.append(session.steps)  # type: ignore[attr-defined]
     finally:
         await session.aclose()
+
+
+async def _refilled(backend: SandboxBackend) -> None:
+    """Wait (bounded) until the backend's warm pool is full again, as it would be between sessions."""
+    pool = getattr(backend, "pool", None)
+    with anyio.move_on_after(REFILL_WAIT_S):
+        while pool is not None and len(pool) < pool.size:
+            await anyio.sleep(0.01)
 
 
 async def measure_backends(kinds: tuple[str, ...], rounds: int, limits: SandboxLimits) -> dict[str, Any]:
@@ -223,6 +237,9 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {row['backend']} | {cell(row['cold_start_ms'], 0)} | {cell(row['pool_start_print_ms'])} "
             f"| {cell(row['round_trip_ms'], 2)} | {cell(row['nested_call_ms'], 3)} | {steps} |"
         )
+    for row in report["rows"]:
+        if row.get("pool_misses"):
+            lines.append(f"\n`{row['backend']}`: {row['pool_misses']} warm-pool start(s) found the pool empty (cold).")
     for kind, reason in report["skipped"].items():
         lines.append(f"\n`{kind}` was not measured: {reason}")
     lines.append(

@@ -20,8 +20,11 @@ import pytest
 
 docker = pytest.importorskip("docker")
 
-from ptc_mcp.config import parse_config  # noqa: E402
+from ptc_mcp.bridge import ToolBridge  # noqa: E402
+from ptc_mcp.catalog.policy import ToolPolicy  # noqa: E402
+from ptc_mcp.config import LimitsConfig, parse_config  # noqa: E402
 from ptc_mcp.errors import SandboxFailure, SandboxUnavailableError  # noqa: E402
+from ptc_mcp.executor import ExecuteRequest, Executor  # noqa: E402
 from ptc_mcp.sandboxes import create_backend  # noqa: E402
 from ptc_mcp.sandboxes.base import RunReport, RunRequest, SandboxLimits, StreamName  # noqa: E402
 from ptc_mcp.sandboxes.docker.backend import DockerBackend, DockerSession  # noqa: E402
@@ -542,6 +545,37 @@ async def test_a_warm_take_hands_out_a_pooled_container_without_starting_one(
         assert backend.pool.started == 4
         await first.aclose()
         await second.aclose()
+
+
+class NoTools:
+    """A ``ToolSource`` with no tools (these programs call none)."""
+
+    catalog_version = 1
+    failures: dict[str, str] = {}
+
+    def server_info(self) -> dict[str, Any]:
+        return {}
+
+    def tools(self) -> list[Any]:
+        return []
+
+    async def call_tool(self, *args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("no tool is called")
+
+
+@pytest.mark.anyio
+async def test_the_executor_keeps_the_docker_pool_warm_and_new_sessions_take_from_it(
+    make_backend: Callable[..., DockerBackend],
+) -> None:
+    backend = make_backend(warm_pool=1)
+    bridge = ToolBridge(NoTools(), ToolPolicy(["*"], []))
+    async with Executor(backend, bridge, LimitsConfig(timeout_s=WAIT_S)) as executor:
+        await wait_until(lambda: len(backend.pool) == 1)  # filled by keep_warm in the executor's task group
+        result = await executor.execute(ExecuteRequest(code="6 * 7"))
+        assert result.status == "ok" and result.result == 42, result
+        assert (backend.pool.taken, backend.pool.missed) == (1, 0)
+        await wait_until(lambda: backend.pool.started == 2)  # and refilled
+    assert backend.pool.started == 2
 
 
 @pytest.mark.anyio
