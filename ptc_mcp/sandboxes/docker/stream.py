@@ -139,13 +139,7 @@ class AttachedStream(ByteStream):
     async def receive(self, max_bytes: int = _RECV_BYTES) -> bytes:
         stdout = self.demux.stdout
         while not stdout:
-            if self._closed:
-                raise anyio.ClosedResourceError
-            data = await self._recv()
-            if not data:
-                self.at_eof = True
-                raise anyio.EndOfStream
-            self.demux.feed(data)
+            await self.pump()
         chunk = bytes(stdout[:max_bytes])
         del stdout[:max_bytes]
         return chunk
