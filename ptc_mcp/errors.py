@@ -1,6 +1,7 @@
 """The exceptions and error types of ptc-mcp.
 
-Exception tree (everything the host side raises derives from ``PtcError``)::
+Exception tree: every exception ptc-mcp raises derives from ``PtcError``. Most live here; those that carry one
+concern's data live with it (the module in brackets) and still derive from a class of this tree::
 
     PtcError
     ├── ConfigError            bad config file: fails at start-up, names the key
@@ -8,16 +9,37 @@ Exception tree (everything the host side raises derives from ``PtcError``)::
     ├── SessionClosedError     the session a call names was closed (evicted, idle); says why
     ├── SandboxUnavailableError no backend can run here (says what to install)
     ├── SandboxFailure         the sandbox died or spoke nonsense; the session is discarded
+    │   ├── ProtocolError      the runtime sent something that is not a protocol message [sandboxes.protocol]
+    │   ├── SessionMapError    the shared session map did not answer or refused [remote.session_map]
+    │   └── LeaseLost          another instance holds the session's lease now [remote.session_map]
     ├── RunLimitExceeded       a run crossed a limit that ends it; the session is discarded
-    └── ToolCallError          a nested tool call failed; carries an ``ErrorType`` for the program
+    ├── ToolCallError          a nested tool call failed; carries an ``ErrorType`` for the program
+    ├── UnknownToolError       no tool has that name; also a ``LookupError`` [catalog.model]
+    ├── ArgumentError          arguments the tool's ``inputSchema`` rejects; also a ``TypeError``, as Python raises
+    │                          for a bad call, and what the program sees [catalog.validation]
+    ├── LoginRequired          a downstream server needs a person to log in [downstream.oauth]
+    ├── InputUnanswered        the client answered a question with the wrong kind of answer [input_exchange]
+    ├── ApiError               the error the proxy answers an HTTP request with [proxy.errors]
+    └── EmulatorError          an emulated AWS service's error answer (tests and bench only) [emulators]:
+                               ConverseError (Bedrock), ServiceError and KernelError (AgentCore)
+
+Private exceptions that never leave their module (``emulators.dynamodb._Refused``) stay outside it.
+tests/test_errors.py checks the tree against the source.
 
 Failures inside a program are never exceptions on the host: they are a ``RunResult`` whose ``error_type`` is
 one of ``ErrorType`` (the error contract of docs/security.md).
+
+Two helpers every module uses: ``first_in_group`` / ``raise_from_group`` look through the exception groups task
+groups wrap failures in, and ``validation_problems`` turns a pydantic ``ValidationError`` into one line that names
+each bad key.
 """
 
 from __future__ import annotations
 
-from typing import Literal, NoReturn
+from typing import TYPE_CHECKING, Literal, NoReturn, TypeVar
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 ErrorType = Literal[
     "timeout",
@@ -89,20 +111,41 @@ class RunLimitExceeded(PtcError):
         self.message = message
 
 
+class EmulatorError(PtcError):
+    """An error of a local emulator of an AWS service, answered as that service's error (tests and bench only)."""
+
+
+_E = TypeVar("_E", bound=BaseException)
+
+
+def first_in_group(group: BaseExceptionGroup[BaseException], kind: type[_E]) -> _E | None:
+    """The first exception of ``kind`` in ``group``, depth first through nested groups (anyio always wraps)."""
+    for exc in group.exceptions:
+        found = first_in_group(exc, kind) if isinstance(exc, BaseExceptionGroup) else exc
+        if isinstance(found, kind):
+            return found
+    return None
+
+
 def raise_from_group(group: BaseExceptionGroup[BaseException]) -> NoReturn:
-    """Re-raise the first ``PtcError`` in a task group's exception group (anyio always wraps), else the group.
+    """Re-raise the first ``PtcError`` in a task group's exception group, else the group.
 
     Callers of a backend catch ``SandboxFailure`` and ``RunLimitExceeded``, never exception groups.
     """
-    failure = _first_ptc_error(group)
+    failure = first_in_group(group, PtcError)
     if failure is None:
         raise group
     raise failure from None
 
 
-def _first_ptc_error(group: BaseExceptionGroup[BaseException]) -> PtcError | None:
-    for exc in group.exceptions:
-        found = _first_ptc_error(exc) if isinstance(exc, BaseExceptionGroup) else exc
-        if isinstance(found, PtcError):
-            return found
-    return None
+def validation_problems(exc: ValidationError, *, under: str = "", whole: str = "<root>") -> str:
+    """Each error of a pydantic ``ValidationError`` as ``key.path: message``, joined by ``; ``.
+
+    ``under`` prefixes every path (``sandbox.docker``); ``whole`` names a problem with the value itself.
+    """
+    problems = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"] if not str(part).startswith("function-"))
+        path = ".".join(part for part in (under, where) if part) or whole
+        problems.append(f"{path}: {error['msg']}")
+    return "; ".join(problems)

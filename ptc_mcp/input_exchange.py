@@ -30,6 +30,7 @@ import mcp_types as types
 from anyio.abc import TaskGroup
 
 from ptc_mcp.bridge import CallRecord
+from ptc_mcp.errors import PtcError
 from ptc_mcp.interaction import SamplingAnswer
 from ptc_mcp.results import RunResult, error_result
 from ptc_mcp.sandboxes.base import StreamName
@@ -42,7 +43,7 @@ __all__ = ["InputExchange", "InputExchanges", "arguments_digest"]
 logger = logging.getLogger(__name__)
 
 
-class _Unanswered(Exception):
+class InputUnanswered(PtcError):
     """The client answered a question with an error, or with the wrong kind of answer."""
 
 
@@ -96,13 +97,13 @@ class InputExchange:
     async def elicit(self, params: types.ElicitRequestParams) -> types.ElicitResult:
         answer = await self._ask(types.ElicitRequest(params=params))
         if not isinstance(answer, types.ElicitResult):
-            raise _Unanswered("the answer to an elicitation request was not an elicitation result")
+            raise InputUnanswered("the answer to an elicitation request was not an elicitation result")
         return answer
 
     async def sample(self, params: types.CreateMessageRequestParams) -> SamplingAnswer:
         answer = await self._ask(types.CreateMessageRequest(params=params))
         if not isinstance(answer, types.CreateMessageResult | types.CreateMessageResultWithTools):
-            raise _Unanswered("the answer to a sampling request was not a sampling result")
+            raise InputUnanswered("the answer to a sampling request was not a sampling result")
         return answer
 
     # -- the requests of the exchange ------------------------------------------------------------------------

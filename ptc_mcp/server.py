@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ptc_mcp import __version__
 from ptc_mcp.app import App
 from ptc_mcp.auth import caller_identity
+from ptc_mcp.errors import validation_problems
 from ptc_mcp.executor import ExecuteRequest
 from ptc_mcp.input_exchange import InputExchange, arguments_digest
 from ptc_mcp.interaction import SamplingAnswer
@@ -251,10 +252,7 @@ def build_server(app: App, *, one_client: bool = False) -> Server[Any]:
         try:
             arguments = ExecuteArguments.model_validate(params.arguments or {})
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in error['loc']) or 'arguments'}: {error['msg']}" for error in exc.errors()
-            )
-            return error_result("invalid_input", problems).to_call_tool_result()
+            return error_result("invalid_input", validation_problems(exc, whole="arguments")).to_call_tool_result()
         modern = ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
         digest = arguments_digest(params.name, params.arguments)
         connection = _connection(ctx)

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import mcp_types
 
+from ptc_mcp.errors import PtcError
+
 ServerFailures = Mapping[str, str]
 """Servers that failed to start: server name → a short message saying why."""
 
@@ -76,7 +78,7 @@ def group_by_server(tools: Iterable[DownstreamTool]) -> dict[str, list[Downstrea
     return groups
 
 
-class UnknownToolError(KeyError):
+class UnknownToolError(PtcError, LookupError):
     """No tool has that name; ``suggestions`` holds close matches (``"server.tool"`` strings)."""
 
     def __init__(self, name: str, suggestions: list[str]) -> None:

@@ -265,7 +265,7 @@ class ToolIndex:
     def describe(self, name: str, schemas: bool = False) -> dict[str, Any]:
         """One tool, compactly: signature, summary, arguments (types, defaults, allowed values), annotations; the
         raw JSON schemas only with ``schemas=True``. A server's name describes the server (its instructions and
-        tools). Raises ``UnknownToolError`` (a ``KeyError``) with close matches."""
+        tools). Raises ``UnknownToolError`` with close matches."""
         server_entry = self._server(name)
         if server_entry is not None:
             return self._describe_server(server_entry)

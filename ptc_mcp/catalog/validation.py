@@ -1,6 +1,6 @@
 """Argument checks against a tool's ``inputSchema``, before the call leaves the host.
 
-``check_arguments`` raises ``ArgumentError`` (a ``TypeError``, as Python raises for a bad call) whose message
+``check_arguments`` raises ``ArgumentError`` (also a ``TypeError``, as Python raises for a bad call) whose message
 names the tool, the argument and what was expected::
 
     expenses.get_expenses(): argument 'quarter' must be one of 'Q1', 'Q2', 'Q3', 'Q4', got 'Q5'
@@ -30,6 +30,7 @@ import mcp_types
 import referencing.exceptions
 
 from ptc_mcp.catalog.signatures import JSON_TYPE_NAMES, schema_type
+from ptc_mcp.errors import PtcError
 
 __all__ = ["ArgumentError", "ArgumentProblem", "check_arguments", "clear_validator_cache"]
 
@@ -41,7 +42,7 @@ _MAX_SHOWN_VALUE = 60
 _MAX_CHOICES = 12
 
 
-class ArgumentError(TypeError):
+class ArgumentError(PtcError, TypeError):
     """A program called a tool with arguments its ``inputSchema`` rejects."""
 
     def __init__(self, message: str, *, tool: str, argument: str | None, problem: ArgumentProblem) -> None:

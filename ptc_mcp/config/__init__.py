@@ -34,7 +34,7 @@ from pydantic import (
 from ptc_mcp.capacity import size_capacity, this_machine
 from ptc_mcp.client_files import normalize
 from ptc_mcp.config.remote import RemoteConfig
-from ptc_mcp.errors import ConfigError
+from ptc_mcp.errors import ConfigError, validation_problems
 
 log = logging.getLogger(__name__)
 
@@ -326,11 +326,7 @@ def parse_config(data: Any, environ: Mapping[str, str] | None = None, exclude: I
     try:
         return Config.model_validate(expanded)
     except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            where = ".".join(str(part) for part in error["loc"] if not str(part).startswith("function-"))
-            problems.append(f"{where or '<root>'}: {error['msg']}")
-        raise ConfigError("invalid config: " + "; ".join(problems)) from None
+        raise ConfigError("invalid config: " + validation_problems(exc)) from None
 
 
 def load_config(path: str | Path, environ: Mapping[str, str] | None = None, exclude: Iterable[str] = ()) -> Config:

@@ -38,7 +38,7 @@ import ptc_mcp
 from ptc_mcp.config import ServerConfig, StdioServerConfig
 from ptc_mcp.downstream.oauth import ServingOAuthProvider, oauth_auth
 from ptc_mcp.downstream.transports import StderrTail, open_transport
-from ptc_mcp.errors import ToolCallError
+from ptc_mcp.errors import ToolCallError, first_in_group
 from ptc_mcp.interaction import CURRENT_INTERACTION, RunInteraction, SamplingAnswer, refusal
 from ptc_mcp.text import valid_text
 
@@ -62,8 +62,8 @@ _LOST_ERRORS = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndO
 
 def describe_exception(exc: BaseException) -> str:
     """A one-line description of ``exc``, looking through exception groups the transports' task groups add."""
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
+    if isinstance(exc, BaseExceptionGroup):
+        exc = first_in_group(exc, BaseException) or exc
     if isinstance(exc, MCPError):
         return f"{exc.message} (MCP error {exc.code})"
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""

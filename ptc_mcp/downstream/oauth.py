@@ -42,6 +42,7 @@ from mcp.shared.auth_utils import resource_url_from_server_url
 from ptc_mcp import __version__
 from ptc_mcp.config import HttpServerConfig, OAuthConfig, SseServerConfig
 from ptc_mcp.config.paths import TOKEN_DIR_ENV, default_token_dir
+from ptc_mcp.errors import PtcError
 
 __all__ = [
     "TOKEN_DIR_ENV",
@@ -59,7 +60,7 @@ REFRESH_MARGIN_S = 60.0
 RemoteServerConfig = HttpServerConfig | SseServerConfig
 
 
-class LoginRequired(Exception):
+class LoginRequired(PtcError):
     """A server needs a person to log in (no tokens, or the refresh token no longer works)."""
 
     def __init__(self, server: str, reason: str) -> None:

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ptc_mcp.errors import ToolCallError
+from ptc_mcp.errors import EmulatorError, ToolCallError
 from ptc_mcp.sandboxes.base import RunRequest, StreamName
 from ptc_mcp.sandboxes.process.backend import ProcessBackend, ProcessSession
 
@@ -107,7 +107,7 @@ del _ptc_emulator_helpers
 """.replace("__HIDDEN__", repr(_HIDDEN))
 
 
-class KernelError(Exception):
+class KernelError(EmulatorError):
     """A helper program failed inside the session (a missing file, say): reported as a tool error result."""
 
 

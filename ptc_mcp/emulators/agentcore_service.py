@@ -16,7 +16,7 @@ from typing import Any
 import anyio
 
 from ptc_mcp.emulators.agentcore_kernel import ExecutionOutput, Kernel, KernelError
-from ptc_mcp.errors import SandboxFailure
+from ptc_mcp.errors import EmulatorError, SandboxFailure
 from ptc_mcp.sandboxes.base import SandboxLimits
 from ptc_mcp.sandboxes.process.backend import ProcessBackend
 
@@ -32,7 +32,7 @@ FORGET_AFTER_S = 3600.0
 SUPPORTED_TOOLS = ("executeCode", "executeCommand", "readFiles", "listFiles", "removeFiles", "writeFiles")
 
 
-class ServiceError(Exception):
+class ServiceError(EmulatorError):
     """A modelled error of the service: ``code`` is the shape name (``ResourceNotFoundException``, ...)."""
 
     STATUS = {

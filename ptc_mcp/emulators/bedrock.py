@@ -51,6 +51,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ptc_mcp.errors import EmulatorError
 from ptc_mcp.listening import listening_socket
 
 __all__ = [
@@ -117,7 +118,7 @@ class ScriptedModel(Protocol):
     def reply(self, request: ConverseRequest) -> ModelReply | Awaitable[ModelReply]: ...
 
 
-class ConverseError(Exception):
+class ConverseError(EmulatorError):
     """Raised by a model to answer with a modelled Bedrock error (``code`` is the error shape's name)."""
 
     def __init__(self, code: str, message: str) -> None:

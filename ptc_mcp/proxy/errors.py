@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from ptc_mcp.errors import PtcError
+
 ErrorKind = Literal[
     "invalid_request_error",
     "authentication_error",
@@ -46,7 +48,7 @@ _BEDROCK_ERRORS: dict[str, ErrorKind] = {
 }
 
 
-class ApiError(Exception):
+class ApiError(PtcError):
     """An error the proxy answers with: ``{"type": "error", "error": {"type": kind, "message": ...}}``."""
 
     def __init__(self, kind: ErrorKind, message: str) -> None:

@@ -24,7 +24,7 @@ from botocore.exceptions import BotoCoreError, NoRegionError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ptc_mcp.config import Config
-from ptc_mcp.errors import ConfigError, SandboxFailure, raise_from_group
+from ptc_mcp.errors import ConfigError, SandboxFailure, raise_from_group, validation_problems
 from ptc_mcp.sandboxes.agentcore.client import InterpreterClient, ToolOutput, aws_failure
 from ptc_mcp.sandboxes.agentcore.steps import DRIVER, StepCodec
 from ptc_mcp.sandboxes.base import BackendInfo, OutputSink, RunReport, RunRequest, ToolCallHandler
@@ -79,11 +79,7 @@ def load_settings(config: Config) -> AgentCoreSettings:
     try:
         settings = AgentCoreSettings.model_validate(config.sandbox.agentcore)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"sandbox.agentcore.{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
-            for error in exc.errors()
-        )
-        raise ConfigError(problems) from None
+        raise ConfigError(validation_problems(exc, under="sandbox.agentcore")) from None
     shortest = config.limits.timeout_s + _EXPIRY_GRACE_S + _MIN_USABLE_S
     if settings.session_timeout_s < shortest:
         raise ConfigError(

@@ -20,7 +20,7 @@ except ImportError as exc:  # pragma: no cover - the extra is missing
     raise ImportError(f'the docker sandbox needs the docker SDK: pip install "ptc-mcp[docker]" ({exc})') from exc
 
 from ptc_mcp.config import Config
-from ptc_mcp.errors import SandboxFailure, SandboxUnavailableError
+from ptc_mcp.errors import SandboxFailure, SandboxUnavailableError, first_in_group
 from ptc_mcp.sandboxes import sandbox_limits
 from ptc_mcp.sandboxes.base import OutputSink, RunReport, RunRequest, SandboxLimits, ToolCallHandler
 from ptc_mcp.sandboxes.docker.launch import (
@@ -94,7 +94,7 @@ class DockerSession:
         except SandboxFailure as failure:
             raise await self._diagnose(failure) from None
         except BaseExceptionGroup as group:
-            wrapped = _sandbox_failure_in(group)
+            wrapped = first_in_group(group, SandboxFailure)
             if wrapped is None:
                 raise
             raise await self._diagnose(wrapped) from None
@@ -230,14 +230,6 @@ class DockerBackend:
                     await self._landed.wait()
             await anyio.to_thread.run_sync(lambda: reap_stale(self.api, self.instance_id, include_own=True))
             await anyio.to_thread.run_sync(self.client.close)
-
-
-def _sandbox_failure_in(group: BaseExceptionGroup[BaseException]) -> SandboxFailure | None:
-    """The ``SandboxFailure`` a task group wrapped (the channel answers tool calls in a task group)."""
-    found: BaseException | None = group.split(SandboxFailure)[0]
-    while isinstance(found, BaseExceptionGroup):
-        found = found.exceptions[0]
-    return found if isinstance(found, SandboxFailure) else None
 
 
 def _unreachable(exc: Exception) -> str:

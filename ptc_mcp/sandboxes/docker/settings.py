@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ptc_mcp.errors import ConfigError
+from ptc_mcp.errors import ConfigError, validation_problems
 from ptc_mcp.sandboxes.base import SandboxLimits
 from ptc_mcp.sandboxes.protocol import PYTHON_ARGS
 
@@ -79,11 +79,7 @@ def parse_docker_settings(raw: dict[str, Any]) -> DockerSettings:
     try:
         settings = DockerSettings.model_validate(raw)
     except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            where = ".".join(str(part) for part in error["loc"])
-            problems.append(f"sandbox.docker.{where}: {error['msg']}" if where else f"sandbox.docker: {error['msg']}")
-        raise ConfigError("invalid config: " + "; ".join(problems)) from None
+        raise ConfigError("invalid config: " + validation_problems(exc, under="sandbox.docker")) from None
     settings.validate_user()
     for key in settings.labels:
         if key.startswith(LABEL_PREFIX):
