@@ -6,7 +6,7 @@ Every face of ptc-mcp (``serve``, ``check``, ``demo``, ``bench``, the proxy) ope
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -23,7 +23,11 @@ from ptc_mcp.executor import Executor
 from ptc_mcp.input_exchange import InputExchanges
 from ptc_mcp.sandboxes import create_backend
 from ptc_mcp.sandboxes.base import SandboxBackend
+from ptc_mcp.sessions import SessionDirectory
 from ptc_mcp.tool_list_notices import ToolListNotices
+
+DirectoryFactory = Callable[[Config, SandboxBackend], SessionDirectory | None]
+"""Where sessions live beyond this instance, for a config and backend (``None``: nowhere, sessions are local)."""
 
 READY_LOGGER = "ptc_mcp.ready"
 """The logger of the one line ``serve`` writes when it is ready; shown at the default log level (``cli``)."""
@@ -61,9 +65,17 @@ class App:
 
 @asynccontextmanager
 async def open_app(
-    config: Config, *, backend: SandboxBackend | None = None, allow_unisolated: bool | None = None
+    config: Config,
+    *,
+    backend: SandboxBackend | None = None,
+    allow_unisolated: bool | None = None,
+    session_directory: DirectoryFactory | None = None,
 ) -> AsyncIterator[App]:
-    """Start everything (the sandbox backend first, so a missing sandbox fails before servers start)."""
+    """Start everything (the sandbox backend first, so a missing sandbox fails before servers start).
+
+    ``session_directory``: where sessions live beyond this instance (the faces that serve a network pass
+    ``ptc_mcp.remote.shared_sessions.shared_directory``); by default nowhere.
+    """
     raise_open_file_limit()  # max_sessions was sized for the hard limit: each session holds a few pipes
     backend = backend or create_backend(config, allow_unisolated=allow_unisolated)
     try:
@@ -74,6 +86,7 @@ async def open_app(
                 approvals=ApprovalRule(config.tools.approve, config.tools.approve_destructive),
                 input_timeout_s=config.limits.input_timeout_s,
             )
+            directory = session_directory(config, backend) if session_directory is not None else None
             executor = Executor(
                 backend,
                 bridge,
@@ -83,6 +96,7 @@ async def open_app(
                 max_sessions=config.sandbox.max_sessions,
                 unclaimed_session_idle_s=config.sandbox.unclaimed_session_idle_s,
                 audit=AuditLog.from_config(config.audit),
+                session_directory=directory,
             )
             notices = ToolListNotices(lambda: bridge.snapshot.description)
             unsubscribe = pool.on_change(notices.changed)

@@ -8,13 +8,16 @@ import json
 import logging
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from ptc_mcp import __version__
 from ptc_mcp.config import Config, effective_limits, load_config, parse_config
 from ptc_mcp.errors import ConfigError, SandboxUnavailableError
+
+if TYPE_CHECKING:
+    from ptc_mcp.app import DirectoryFactory
 
 AUTH_TOKEN_ENV = "PTC_MCP_AUTH_TOKEN"
 CONFIG_ENV = "PTC_MCP_CONFIG"
@@ -76,8 +79,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         use_json_logs()
 
+    directory: DirectoryFactory | None = None
+    if args.transport != "stdio":  # a network face: sessions may live in a map every instance shares
+        from ptc_mcp.remote.shared_sessions import shared_directory
+
+        directory = shared_directory
+
     async def main() -> None:
-        async with open_app(config) as app, anyio.create_task_group() as background:
+        async with open_app(config, session_directory=directory) as app, anyio.create_task_group() as background:
             if not args.config.lstrip().startswith("{"):  # a file: reload it on SIGHUP or when it changes
                 from ptc_mcp.reload import watch_config
 

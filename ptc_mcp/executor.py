@@ -44,7 +44,7 @@ from ptc_mcp.sandboxes.base import (
     ToolCallHandler,
 )
 from ptc_mcp.sandboxes.warm_pool import KeepsWarm
-from ptc_mcp.sessions import Session, SessionStore
+from ptc_mcp.sessions import Session, SessionDirectory, SessionStore
 
 log = logging.getLogger(__name__)
 
@@ -97,13 +97,17 @@ class Executor:
         max_sessions: int = 32,
         unclaimed_session_idle_s: float | None = None,
         audit: AuditLog | None = None,
+        session_directory: SessionDirectory | None = None,
     ) -> None:
         self.backend = backend
         self.bridge = bridge
         self.limits = limits
         self.stateless = stateless
         self.sessions = SessionStore(
-            idle_s=session_idle_s, max_sessions=max_sessions, unclaimed_idle_s=unclaimed_session_idle_s
+            idle_s=session_idle_s,
+            max_sessions=max_sessions,
+            unclaimed_idle_s=unclaimed_session_idle_s,
+            directory=session_directory,
         )
         self.audit = audit or AuditLog.silent()
         self._slots = anyio.Semaphore(limits.max_concurrent_runs)

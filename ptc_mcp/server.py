@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import anyio
 import mcp_types as types
 from mcp.server.auth.middleware.auth_context import get_access_token
-from mcp.server.connection import allowed_log_levels
+from mcp.server.connection import Connection, allowed_log_levels
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import NotificationOptions, Server
 from mcp.server.models import InitializationOptions
@@ -43,12 +43,12 @@ from ptc_mcp.input_exchange import InputExchange, arguments_digest
 from ptc_mcp.interaction import SamplingAnswer
 from ptc_mcp.progress import LOGGER_NAME, RunReporter
 from ptc_mcp.results import RunResult, error_result, output_schema
+from ptc_mcp.sessions import ConnectionSlot
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 TOOL_NAME = "execute_program"
-SESSION_STATE_KEY = "ptc_mcp.session"
 INSTRUCTIONS = (
     "Use execute_program to run one Python program that calls the available tools as async functions and "
     "prints only what you need. Variables persist between calls in the same session."
@@ -96,9 +96,14 @@ def execute_program_tool(app: App) -> types.Tool:
     )
 
 
-def _connection(ctx: ServerRequestContext[Any, Any]) -> Any:
-    # The SDK keeps per-connection state on a Connection that ServerRequestContext does not expose publicly yet.
-    return getattr(ctx.session, "_connection", None)
+def _connection(ctx: ServerRequestContext[Any, Any]) -> Connection:
+    """The connection a request came on: its state and exit stack outlive the request.
+
+    The only access to the SDK's private parts. mcp 2.x has no public way from a ``ServerRequestContext`` to its
+    ``Connection`` (only the ``Context`` class, which the server runner does not build yet, has ``.connection``),
+    so this reads the ``ServerSession``'s ``_connection``. tests/test_server_connection.py fails when that changes.
+    """
+    return ctx.session._connection
 
 
 def _caller_identity() -> str | None:
@@ -191,7 +196,7 @@ class RequestChannel:
         can_elicit, can_sample = client_can(ctx) if ctx.session.can_send_request else (False, False)
         self.can_elicit = can_elicit
         self.can_sample = can_sample
-        self.peer: object = _connection(ctx) or ctx.session
+        self.peer: object = _connection(ctx)
 
     async def elicit(self, params: types.ElicitRequestParams) -> types.ElicitResult:
         return await self._session.send_request(
@@ -211,7 +216,23 @@ def build_server(app: App, *, one_client: bool = False) -> Server[Any]:
     ``one_client``: this server has exactly one client (stdio: one process per client), which owns one implicit
     session whatever its protocol version.
     """
-    only_client: dict[str, Any] = {}
+    only_client = ConnectionSlot(state={})
+    """The implicit session of this server's one client (``one_client``): it ends with the server."""
+
+    def session_slot(ctx: ServerRequestContext[Any, Any]) -> ConnectionSlot | None:
+        """Where the implicit session of this request's client lives, if it has one."""
+        if app.executor.stateless or app.config.remote.stateless_http:
+            # Stateless streamable HTTP makes every request its own connection: a session tied to one would end
+            # with the request. Clients continue by the handle instead (remote.stateless_http).
+            return None
+        if one_client:
+            return only_client
+        connection = _connection(ctx)
+        # On the 2026-07-28 protocol the SDK builds a fresh Connection for every request (even over stdio): only a
+        # handshake-era connection lasts long enough to own a session.
+        if connection.protocol_version in MODERN_PROTOCOL_VERSIONS:
+            return None
+        return ConnectionSlot(connection.state, on_close=connection.exit_stack.callback)
 
     async def list_tools(
         ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
@@ -255,43 +276,12 @@ def build_server(app: App, *, one_client: bool = False) -> Server[Any]:
             return error_result("invalid_input", validation_problems(exc, whole="arguments")).to_call_tool_result()
         modern = ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
         digest = arguments_digest(params.name, params.arguments)
-        connection = _connection(ctx)
-        # Where the implicit session's handle lives: this server's one client, or the handshake-era connection.
-        # (On the 2026-07-28 protocol the SDK builds a fresh Connection for every request, even over stdio.)
-        holder: dict[str, Any] | None = only_client if one_client else None
-        if holder is None and connection is not None and connection.protocol_version not in MODERN_PROTOCOL_VERSIONS:
-            holder = connection.state
-        if app.executor.stateless or app.config.remote.stateless_http:
-            # Stateless streamable HTTP makes every request its own connection: a session tied to one would end
-            # with the request. Clients continue by the handle instead (remote.stateless_http).
-            holder = None
-
-        gone: list[str] = []  # why this client's implicit session was closed, when it was
+        binding = app.executor.sessions.bind(arguments.session, _caller_identity(), session_slot(ctx))
 
         def finish(result: RunResult) -> types.CallToolResult:
             """The client's result, once a new session is bound to the client that keeps it (if one does)."""
-            if gone:
-                result.notice = (
-                    f"this connection's session was {gone[0]}: this program ran in a fresh interpreter, and the"
-                    " variables of earlier programs are gone"
-                )
-            if holder is not None and arguments.session is None and result.session and SESSION_STATE_KEY not in holder:
-                holder[SESSION_STATE_KEY] = result.session
-                app.executor.sessions.mark_claimed(result.session)
-                if holder is not only_client:  # this server's one client's session ends with the server
-                    # The handle the result carries keeps working from another connection for a while.
-                    connection.exit_stack.callback(app.executor.sessions.release, result.session)
-            started = holder is None and arguments.session is None and result.session is not None
-            return result.to_call_tool_result(new_session=started)
+            return result.to_call_tool_result(new_session=binding.finish(result))
 
-        handle = arguments.session
-        if handle is None and holder is not None:
-            handle = holder.get(SESSION_STATE_KEY)
-            if handle is not None and app.executor.sessions.get(handle, _caller_identity()) is None:
-                # Closed (idle, or to make room): start a fresh one, and say that the variables are gone.
-                gone.append(app.executor.sessions.ended(handle, _caller_identity()) or "closed")
-                del holder[SESSION_STATE_KEY]
-                handle = None
         if modern and params.request_state is not None:  # a retry that answers the run's questions
             exchange = app.exchanges.find(params.request_state, _caller_identity(), digest)
             if exchange is None:
@@ -301,7 +291,7 @@ def build_server(app: App, *, one_client: bool = False) -> Server[Any]:
             return await follow(exchange, ctx, finish)
         request = ExecuteRequest(
             code=arguments.code,
-            session=handle,
+            session=binding.handle,
             reset=arguments.reset,
             timeout_s=float(arguments.timeout_s) if arguments.timeout_s is not None else None,
             owner=_caller_identity(),

@@ -26,10 +26,11 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ptc_mcp.app import App
+from ptc_mcp.errors import ConfigError
 from ptc_mcp.executor import Executor
 from ptc_mcp.listening import listening_socket
 from ptc_mcp.remote.health import ServingState, metrics_app, ops_routes
-from ptc_mcp.remote.shared_sessions import session_sharing
+from ptc_mcp.remote.shared_sessions import SessionSharing
 from ptc_mcp.remote.tracing import setup_tracing
 from ptc_mcp.transports import LOOPBACK, http_app
 
@@ -128,18 +129,16 @@ class GracefulServer(uvicorn.Server):
 
 
 def prepare(app: App) -> ServingState:
-    """Metrics and traces from the audit trail, and the shared session map: what every remote instance needs."""
+    """Metrics and traces from the audit trail: what every remote instance needs. The shared session map (if
+    ``remote.session_map`` names one) was given to the app as it opened (``shared_directory``)."""
     remote = app.config.remote
+    if remote.session_map.kind != "local" and not isinstance(app.executor.sessions.directory, SessionSharing):
+        raise ConfigError("remote.session_map: open the app with session_directory=shared_directory to share it")
     state = ServingState()
     app.executor.audit.observe(state.metrics.observe)
     tracer = setup_tracing(remote.tracing)
     if tracer is not None:
         app.executor.audit.observe(tracer.observe)
-    sharing = session_sharing(
-        remote.session_map, app.backend, app.config.limits.timeout_s, idle_s=app.config.sandbox.session_idle_s
-    )
-    if sharing is not None:
-        app.executor.sessions.share(sharing)
     return state
 
 

@@ -37,6 +37,7 @@ from ptc_mcp.remote.stores.sqlite import SqliteSessionMap
 from ptc_mcp.sandboxes.base import ResumableBackend, ResumableSession, SandboxBackend
 
 if TYPE_CHECKING:
+    from ptc_mcp.config import Config
     from ptc_mcp.sessions import Session
 
 __all__ = [
@@ -49,13 +50,15 @@ __all__ = [
     "digest",
     "open_session_map",
     "session_sharing",
+    "shared_directory",
 ]
 
 log = logging.getLogger(__name__)
 
 
 class SessionSharing:
-    """What a ``SessionStore`` does with a ``SessionMap``: find, lease, re-attach, publish, expire."""
+    """The ``SessionDirectory`` of a ``SessionStore`` whose sessions live in a ``SessionMap``: find, lease,
+    re-attach, publish, expire."""
 
     def __init__(
         self, sessions: SessionMap, backend: SandboxBackend, *, lease_s: float, wait_s: float | None = None
@@ -77,6 +80,10 @@ class SessionSharing:
     async def delete(self, handle: str) -> None:
         await self.map.delete(handle)
 
+    async def leave(self, session: Session) -> None:
+        """Another instance (or this one, later) may continue it: let go of the interpreter without stopping it."""
+        await session.detach_sandbox()
+
     async def _acquire(self, session: Session) -> Lease:
         deadline = time.monotonic() + self._wait_s
         pause = 0.02
@@ -96,6 +103,9 @@ class SessionSharing:
     @asynccontextmanager
     async def claim(self, session: Session) -> AsyncIterator[None]:
         """Hold the session's lease for one run, renewing it; a lost lease ends the run with ``LeaseLost``."""
+        if not session.handle:  # a stateless run's throwaway session: nobody else can name it
+            yield
+            return
         lease = await self._acquire(session)
         taken_at = time.monotonic()
         version = -1
@@ -226,6 +236,14 @@ def session_sharing(
     _resumable(backend)  # refused before any store is opened
     sessions = open_session_map(config, idle_s=idle_s)
     return SessionSharing(sessions, backend, lease_s=config.lease_s, wait_s=run_timeout_s + config.lease_s)
+
+
+def shared_directory(config: Config, backend: SandboxBackend) -> SessionSharing | None:
+    """The sessions' directory ``remote.session_map`` asks for (``None``: ``local``, sessions live in this instance):
+    ``open_app(config, session_directory=shared_directory)``."""
+    return session_sharing(
+        config.remote.session_map, backend, config.limits.timeout_s, idle_s=config.sandbox.session_idle_s
+    )
 
 
 def _resumable(backend: SandboxBackend) -> ResumableBackend:

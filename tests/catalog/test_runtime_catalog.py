@@ -74,9 +74,9 @@ def test_resolve_maps_original_and_identifier_names_to_server_and_tool() -> None
     assert resolve(catalog, "time.now") == ("time", "now")
 
 
-def test_unknown_names_raise_a_key_error_with_close_matches() -> None:
+def test_unknown_names_raise_a_lookup_error_with_close_matches() -> None:
     catalog = build_runtime_catalog(synthetic_tools(30))
-    with pytest.raises(KeyError) as caught:
+    with pytest.raises(LookupError) as caught:
         resolve(catalog, "expenses.get_expense")
     error = caught.value
     assert isinstance(error, UnknownToolError)

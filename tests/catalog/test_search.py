@@ -122,7 +122,7 @@ def test_describe_accepts_identifier_names() -> None:
 
 
 def test_describe_of_an_unknown_tool_suggests_close_names() -> None:
-    with pytest.raises(KeyError) as caught:
+    with pytest.raises(LookupError) as caught:
         INDEX.describe("github.merge_pullrequest")
     assert isinstance(caught.value, UnknownToolError)
     assert caught.value.suggestions[0] == "github.merge_pull_request"

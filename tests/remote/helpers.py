@@ -23,6 +23,7 @@ from ptc_mcp.config import Config
 from ptc_mcp.listening import listening_socket
 from ptc_mcp.remote.health import ServingState
 from ptc_mcp.remote.serve import remote_app
+from ptc_mcp.remote.shared_sessions import shared_directory
 from ptc_mcp.server import build_server
 
 WAIT_S = 60.0
@@ -67,7 +68,7 @@ async def serving_in_process(
     config: Config, transport: str = "http", auth_token: str | None = None
 ) -> AsyncIterator[tuple[str, App, ServingState]]:
     """The app served by uvicorn in this event loop on a free loopback port; yields (base URL, App, state)."""
-    async with open_app(config, allow_unisolated=True) as app:
+    async with open_app(config, allow_unisolated=True, session_directory=shared_directory) as app:
         asgi, state = remote_app(app, build_server(app), transport, "127.0.0.1", auth_token)  # type: ignore[arg-type]
         sock = listening_socket("127.0.0.1", 0)
         port = sock.getsockname()[1]

@@ -18,7 +18,7 @@ from ptc_mcp.config.remote import SessionMapConfig
 from ptc_mcp.emulators.agentcore import AgentCoreEmulator, running_emulator
 from ptc_mcp.errors import ConfigError
 from ptc_mcp.executor import ExecuteRequest
-from ptc_mcp.remote.shared_sessions import SqliteSessionMap, session_sharing
+from ptc_mcp.remote.shared_sessions import SessionSharing, SqliteSessionMap, session_sharing, shared_directory
 from ptc_mcp.results import RunResult
 from ptc_mcp.sandboxes import create_backend
 from tests.conftest import test_config
@@ -47,10 +47,8 @@ async def two_instances(folder: Path) -> AsyncIterator[tuple[App, App, AgentCore
             )
             apps = []
             for _ in range(2):
-                app = await stack.enter_async_context(open_app(config))
-                sharing = session_sharing(config.remote.session_map, app.backend, config.limits.timeout_s)
-                assert sharing is not None
-                app.executor.sessions.share(sharing)
+                app = await stack.enter_async_context(open_app(config, session_directory=shared_directory))
+                assert isinstance(app.executor.sessions.directory, SessionSharing)
                 apps.append(app)
             yield apps[0], apps[1], emulator
 
