@@ -138,13 +138,16 @@ def raise_from_group(group: BaseExceptionGroup[BaseException]) -> NoReturn:
     raise failure from None
 
 
-def validation_problems(exc: ValidationError, *, under: str = "", whole: str = "<root>") -> str:
+def validation_problems(
+    exc: ValidationError, *, under: str = "", whole: str = "<root>", limit: int | None = None
+) -> str:
     """Each error of a pydantic ``ValidationError`` as ``key.path: message``, joined by ``; ``.
 
-    ``under`` prefixes every path (``sandbox.docker``); ``whole`` names a problem with the value itself.
+    ``under`` prefixes every path (``sandbox.docker``); ``whole`` names a problem with the value itself; ``limit``
+    keeps the first errors only (for values from the untrusted side).
     """
     problems = []
-    for error in exc.errors():
+    for error in exc.errors()[:limit]:
         where = ".".join(str(part) for part in error["loc"] if not str(part).startswith("function-"))
         path = ".".join(part for part in (under, where) if part) or whole
         problems.append(f"{path}: {error['msg']}")

@@ -114,3 +114,9 @@ def test_validation_problems_name_the_whole_value_when_it_is_the_problem() -> No
     assert validation_problems(_error([1])) == "<root>: Input should be a valid dictionary or instance of _Section"
     assert validation_problems(_error(3), whole="arguments").startswith("arguments: ")
     assert validation_problems(_error(3), under="sandbox.agentcore").startswith("sandbox.agentcore: ")
+
+
+def test_validation_problems_can_keep_the_first_error_only() -> None:
+    assert validation_problems(_error({"size": "big", "name": "long"}), limit=1) == (
+        "size: Input should be a valid integer, unable to parse string as an integer"
+    )

@@ -24,7 +24,7 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from ptc_mcp.config import LimitsConfig
-from ptc_mcp.errors import ErrorType, RunLimitExceeded, SandboxFailure, ToolCallError
+from ptc_mcp.errors import ErrorType, RunLimitExceeded, SandboxFailure, ToolCallError, validation_problems
 from ptc_mcp.sandboxes.base import RunReport, RunRequest, ToolCallHandler
 from ptc_mcp.text import valid_json
 
@@ -182,7 +182,7 @@ def parse_runtime_message(line: bytes) -> Ready | Call | Output | Done:
     try:
         return _ADAPTER.validate_python(data)
     except ValidationError as exc:
-        raise ProtocolError(f"runtime sent a malformed message: {exc.errors()[0]['msg']}") from None
+        raise ProtocolError(f"runtime sent a malformed message: {validation_problems(exc, limit=1)}") from None
 
 
 def _depth_exceeds(value: Any, limit: int) -> bool:
