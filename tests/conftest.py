@@ -93,3 +93,19 @@ def server_memory_missing() -> str | None:
     if shutil.which("mcp-server-memory") is None:
         return "run `npm install -g @modelcontextprotocol/server-memory` (tests never download packages)"
     return None
+
+
+class NoTools:
+    """A ``ToolSource`` with no tools, for programs that call none: a call that reaches it fails the test."""
+
+    catalog_version = 1
+    failures: dict[str, str] = {}
+
+    def server_info(self) -> dict[str, Any]:
+        return {}
+
+    def tools(self) -> list[Any]:
+        return []
+
+    async def call_tool(self, *args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("no call may reach a downstream server")

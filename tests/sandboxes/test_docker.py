@@ -39,6 +39,7 @@ from ptc_mcp.sandboxes.docker.launch import (  # noqa: E402
     remove,
 )
 from ptc_mcp.sandboxes.docker.settings import container_spec, parse_docker_settings  # noqa: E402
+from tests.conftest import NoTools  # noqa: E402
 
 
 def _engine() -> tuple[Any, str]:
@@ -545,22 +546,6 @@ async def test_a_warm_take_hands_out_a_pooled_container_without_starting_one(
         assert backend.pool.started == 4
         await first.aclose()
         await second.aclose()
-
-
-class NoTools:
-    """A ``ToolSource`` with no tools (these programs call none)."""
-
-    catalog_version = 1
-    failures: dict[str, str] = {}
-
-    def server_info(self) -> dict[str, Any]:
-        return {}
-
-    def tools(self) -> list[Any]:
-        return []
-
-    async def call_tool(self, *args: Any, **kwargs: Any) -> Any:
-        raise AssertionError("no tool is called")
 
 
 @pytest.mark.anyio

@@ -44,7 +44,7 @@ from ptc_mcp.sandboxes.protocol import (
     parse_runtime_message,
 )
 from ptc_mcp.sandboxes.stream import RuntimeChannel
-from tests.conftest import start_time
+from tests.conftest import NoTools, start_time
 from tests.security.conftest import Secured
 
 pytestmark = pytest.mark.anyio
@@ -162,27 +162,11 @@ class FakeRuntimeBackend:
             await session.aclose()
 
 
-class Downstream:
-    """A ``ToolSource`` with no tools: every call the fake runtime makes is refused on the host."""
-
-    catalog_version = 1
-    failures: dict[str, str] = {}
-
-    def server_info(self) -> dict[str, Any]:
-        return {}
-
-    def tools(self) -> list[Any]:
-        return []
-
-    async def call_tool(self, *args: Any, **kwargs: Any) -> Any:
-        raise AssertionError("no call may reach a downstream server")
-
-
 @asynccontextmanager
 async def fake_executor() -> AsyncIterator[tuple[Executor, FakeRuntimeBackend]]:
     backend = FakeRuntimeBackend()
     limits = LimitsConfig(timeout_s=10, max_output_bytes=4096, max_tool_calls=5)
-    executor = Executor(backend, ToolBridge(Downstream(), ToolPolicy(["*"], [])), limits, stateless=True)
+    executor = Executor(backend, ToolBridge(NoTools(), ToolPolicy(["*"], [])), limits, stateless=True)
     try:
         async with executor:
             yield executor, backend
