@@ -183,7 +183,16 @@ def _bench_latency(args: argparse.Namespace) -> dict[str, Any]:
     from ptc_mcp.bench.latency import run_latency_bench
 
     kinds = tuple(kind for kind in args.backends.split(",") if kind and kind != "none")
-    report: dict[str, Any] = anyio.run(run_latency_bench, args.runs, args.output, kinds, args.rounds)
+    run = functools.partial(
+        run_latency_bench,
+        args.runs,
+        args.output,
+        kinds,
+        args.rounds,
+        against=args.against,
+        against_label=args.against_label,
+    )
+    report: dict[str, Any] = anyio.run(run)
     return report
 
 
@@ -252,6 +261,13 @@ def add_bench_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
         "--backends", default="process,srt,docker,agentcore", help="backends side by side ('none': skip)"
     )
     latency.add_argument("--rounds", type=int, default=20, help="interleaved rounds over the backends")
+    latency.add_argument(
+        "--against",
+        metavar="COMMAND",
+        help="also serve with this ptc-mcp command (e.g. 'env PYTHONPATH=/src/old python -m ptc_mcp'), measured in"
+        " the same rounds: a before/after table",
+    )
+    latency.add_argument("--against-label", default="before", help="what the table calls --against's server")
     latency.set_defaults(run_bench=_bench_latency)
 
     catalog = benches.add_parser("catalog", parents=[common], help="description size and search quality")

@@ -1,11 +1,14 @@
-"""The load and soak benchmarks, scaled down: a real ``ptc-mcp serve --transport http`` child on loopback."""
+"""The latency, load and soak benchmarks, scaled down, against real `ptc-mcp serve` children."""
 
 from __future__ import annotations
 
+import shlex
+import sys
 from pathlib import Path
 
 import pytest
 
+from ptc_mcp.bench.latency import run_latency_bench
 from ptc_mcp.bench.load import run_load_bench
 from ptc_mcp.bench.soak import run_soak_bench
 from ptc_mcp.cli import build_parser
@@ -38,11 +41,28 @@ async def test_a_short_soak_samples_the_server_and_writes_its_section(tmp_path: 
     assert "<!-- soak:start -->" in output.read_text()
 
 
+async def test_the_latency_bench_measures_another_server_in_the_same_rounds(tmp_path: Path) -> None:
+    output = tmp_path / "benchmarks.md"
+    against = shlex.join([sys.executable, "-m", "ptc_mcp"])
+    report = await run_latency_bench(runs=4, output=str(output), backends=(), against=against, against_label="old")
+    old, new = report["servers"]
+    assert (old["label"], new["label"]) == ("old", "this")
+    for server in (old, new):
+        assert server["round_trip_ms"]["n"] == 4
+        assert server["nested_call_ms"]["n"] >= 5
+    assert report["round_trip_ms"] == new["round_trip_ms"]
+    text = output.read_text()
+    assert "| measurement | old | this | ratio | target |" in text
+    assert f"`old` (`{against}`)" in text
+
+
 def test_the_cli_scales_the_benchmarks_down() -> None:
     args = build_parser().parse_args(["bench", "load", "--clients", "2", "--programs", "3", "--mode", "auto"])
     assert (args.bench, args.clients, args.programs, args.calls, args.mode) == ("load", [2], 3, 10, "auto")
     assert (args.max_concurrent_runs, args.max_queued_runs, args.max_sessions) == (None, None, None)
     args = build_parser().parse_args(["bench", "load", "--clients", "32,64,128", "--max-sessions", "40"])
     assert (args.clients, args.max_sessions) == ([32, 64, 128], 40)
+    args = build_parser().parse_args(["bench", "latency", "--against", "old/bin/ptc-mcp", "--against-label", "v1"])
+    assert (args.against, args.against_label) == ("old/bin/ptc-mcp", "v1")
     args = build_parser().parse_args(["bench", "soak", "--runs", "50", "--sample-every", "10"])
     assert (args.runs, args.sample_every) == (50, 10)

@@ -1,16 +1,23 @@
 """``ptc-mcp bench latency``: warm round trip and the cost of one nested tool call, side by side.
 
-Two real MCP clients over stdio: one to ``ptc-mcp serve`` (with the example server downstream), one straight
-to the example server. Each round measures, interleaved: a warm ``execute_program("print(1)")``, a direct call
-of ``expenses.get_custom_budget``, and the same call made from inside a program (timed inside the sandbox).
+Real MCP clients over stdio: one to ``ptc-mcp serve`` (with the example server downstream), one straight to the
+example server. Each round measures, interleaved: a warm ``execute_program("print(1)")``, a direct call of
+``expenses.get_custom_budget``, and the same call made from inside a program (timed inside the sandbox).
+
+``--against COMMAND`` serves a second ptc-mcp (another checkout or version: ``COMMAND serve --config …``) with the
+same config and measures it in the same rounds, alternating which server goes first: on a shared, noisy machine
+that is the honest way to compare two versions (a before/after table), since machine noise hits both alike.
 """
 
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 import tempfile
 import time
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +33,9 @@ from ptc_mcp.sandboxes import create_backend
 from ptc_mcp.sandboxes.base import SandboxLimits
 
 WARMUP = 20
+NESTED_EVERY = 2
+"""Every this many rounds, each server runs one program that times ``NESTED_CALLS`` nested calls."""
+NESTED_CALLS = 5
 NESTED_PROGRAM = """
 import time
 samples = []
@@ -35,10 +45,56 @@ for _ in range({calls}):
     samples.append((time.perf_counter() - started) * 1000)
 samples
 """
+THIS = "this"
+TARGETS = {"round_trip_ms": "p50 ≤ 1.5 ms", "nested_overhead_ms": "p50 ≤ 0.2 ms"}
+
+
+@dataclass
+class Served:
+    """One ptc-mcp server under measurement: how it is started and its samples."""
+
+    label: str
+    command: list[str]
+    """What runs ``ptc-mcp`` (``serve --config …`` is appended)."""
+    round_trip: list[float] = field(default_factory=list)
+    nested: list[float] = field(default_factory=list)
+    client: Any = None
+    session: str | None = None
+
+    def report(self, direct: list[float]) -> dict[str, Any]:
+        nested, direct_stats = summary(self.nested), summary(direct)
+        return {
+            "label": self.label,
+            "command": shlex.join(self.command),
+            "round_trip_ms": summary(self.round_trip),
+            "nested_call_ms": nested,
+            "nested_overhead_ms": {
+                "p50": nested["p50"] - direct_stats["p50"],
+                "p95": nested["p95"] - direct_stats["p95"],
+            },
+        }
 
 
 def _ms(started: float) -> float:
     return (time.perf_counter() - started) * 1000
+
+
+async def _round_trip(server: Served) -> float:
+    started = time.perf_counter()
+    result = await server.client.call_tool("execute_program", {"code": "print(1)", "session": server.session})
+    elapsed = _ms(started)
+    if result.is_error:
+        raise RuntimeError(f"print(1) failed on {server.label}: {result.content}")
+    return elapsed
+
+
+async def _nested(server: Served) -> list[float]:
+    code = NESTED_PROGRAM.format(calls=NESTED_CALLS)
+    batch = await server.client.call_tool("execute_program", {"code": code, "session": server.session})
+    if batch.is_error:
+        raise RuntimeError(f"the nested-call program failed on {server.label}: {batch.content}")
+    samples: list[float] = (batch.structured_content or {}).get("result") or []
+    return samples
 
 
 async def run_latency_bench(
@@ -46,58 +102,58 @@ async def run_latency_bench(
     output: str | None = "docs/benchmarks.md",
     backends: tuple[str, ...] = KINDS,
     rounds: int = 20,
+    against: str | None = None,
+    against_label: str = "before",
 ) -> dict[str, Any]:
     try:
         backend = create_backend(Config())
         kind, isolated = backend.kind, True
     except SandboxUnavailableError:
         kind, isolated = "process", False
+    servers = [Served(THIS, [sys.executable, "-m", "ptc_mcp"])]
+    if against:
+        servers.insert(0, Served(against_label, shlex.split(against)))
     example = StdioServerParameters(command=sys.executable, args=["-m", "ptc_mcp.examples.expenses"])
-    round_trip: list[float] = []
     direct: list[float] = []
-    nested: list[float] = []
     with tempfile.TemporaryDirectory(prefix="ptc-mcp-bench-") as folder:
-        config_path = Path(folder) / "config.json"
-        config = demo_config(allow_unisolated=not isolated)
-        config["audit"] = {"file": str(Path(folder) / "audit.log")}  # measured with the audit trail on, as served
-        config_path.write_text(json.dumps(config), encoding="utf-8")
-        ptc = StdioServerParameters(
-            command=sys.executable, args=["-m", "ptc_mcp", "serve", "--config", str(config_path)]
-        )
-        async with Client(ptc) as ptc_client, Client(example) as direct_client:
-            # The session handle keeps one warm interpreter, whatever protocol version the client negotiated.
-            first = await ptc_client.call_tool("execute_program", {"code": "print(1)"})
-            session = (first.structured_content or {}).get("session")
-            for round_number in range(WARMUP + runs):
-                started = time.perf_counter()
-                result = await ptc_client.call_tool("execute_program", {"code": "print(1)", "session": session})
-                elapsed = _ms(started)
-                if result.is_error:
-                    raise RuntimeError(f"print(1) failed: {result.content}")
+        async with AsyncExitStack() as stack:
+            for number, server in enumerate(servers):
+                config_path = Path(folder) / f"config-{number}.json"
+                config = demo_config(allow_unisolated=not isolated)
+                # Measured with the audit trail on, as served.
+                config["audit"] = {"file": str(Path(folder) / f"audit-{number}.log")}
+                config_path.write_text(json.dumps(config), encoding="utf-8")
+                command, *args = server.command
+                params = StdioServerParameters(command=command, args=[*args, "serve", "--config", str(config_path)])
+                server.client = await stack.enter_async_context(Client(params))
+                # The session handle keeps one warm interpreter, whatever protocol version the client negotiated.
+                first = await server.client.call_tool("execute_program", {"code": "print(1)"})
+                server.session = (first.structured_content or {}).get("session")
+            direct_client = await stack.enter_async_context(Client(example))
+            warmup = min(WARMUP, runs)  # a scaled-down run (tests) warms up in proportion
+            for round_number in range(warmup + runs):
+                order = servers if round_number % 2 == 0 else servers[::-1]
+                times = {server.label: await _round_trip(server) for server in order}
                 started = time.perf_counter()
                 await direct_client.call_tool("get_custom_budget", {"user_id": "E7"})
                 direct_elapsed = _ms(started)
-                if round_number < WARMUP:
+                if round_number < warmup:
                     continue
-                round_trip.append(elapsed)
                 direct.append(direct_elapsed)
-                if round_number % 10 == 0:
-                    batch = await ptc_client.call_tool(
-                        "execute_program", {"code": NESTED_PROGRAM.format(calls=10), "session": session}
-                    )
-                    nested.extend((batch.structured_content or {}).get("result") or [])
+                for server in servers:
+                    server.round_trip.append(times[server.label])
+                if (round_number - warmup) % NESTED_EVERY == 0:
+                    for server in order:
+                        server.nested.extend(await _nested(server))
     report: dict[str, Any] = {
         "backend": kind,
         "isolated": isolated,
         "machine": machine(),
-        "round_trip_ms": summary(round_trip),
         "direct_call_ms": summary(direct),
-        "nested_call_ms": summary(nested),
-        "nested_overhead_ms": {
-            "p50": summary(nested)["p50"] - summary(direct)["p50"],
-            "p95": summary(nested)["p95"] - summary(direct)["p95"],
-        },
+        **{key: value for key, value in servers[-1].report(direct).items() if key not in ("label", "command")},
     }
+    if against:
+        report["servers"] = [server.report(direct) for server in servers]
     _print(report)
     if backends:
         report["backends"] = await measure_backends(backends, rounds, SandboxLimits())
@@ -108,34 +164,69 @@ async def run_latency_bench(
     return report
 
 
+def _rows(report: dict[str, Any]) -> list[tuple[str, str, dict[str, Any] | None]]:
+    """(label, key, stats of the direct call or None) for each measurement."""
+    return [
+        ('warm `execute_program("print(1)")` round trip', "round_trip_ms", None),
+        ("direct MCP call of `expenses.get_custom_budget`", "direct_call_ms", report["direct_call_ms"]),
+        ("the same call from inside a program", "nested_call_ms", None),
+        ("**time a nested call adds**", "nested_overhead_ms", None),
+    ]
+
+
 def _print(report: dict[str, Any]) -> None:
     print(f"backend: {report['backend']} (isolated: {report['isolated']}), {report['machine']}", file=sys.stderr)
-    rows = [
-        ("warm execute_program('print(1)') round trip", report["round_trip_ms"]),
-        ("direct MCP call of expenses.get_custom_budget", report["direct_call_ms"]),
-        ("the same call from inside a program", report["nested_call_ms"]),
-        ("time a nested call adds", report["nested_overhead_ms"]),
-    ]
-    for label, stats in rows:
-        print(f"{label:<48} p50 {stats['p50']:8.3f} ms   p95 {stats['p95']:8.3f} ms", file=sys.stderr)
+    servers = report.get("servers") or [report | {"label": THIS}]
+    for label, key, shared in _rows(report):
+        for server in servers:
+            stats = shared or server[key]
+            name = label.strip("*").replace("`", "") + ("" if shared else f" [{server['label']}]")
+            print(f"{name:<64} p50 {stats['p50']:8.3f} ms   p95 {stats['p95']:8.3f} ms", file=sys.stderr)
+            if shared:
+                break
 
 
 def _markdown(report: dict[str, Any]) -> str:
-    rt, d, n, o = (
-        report["round_trip_ms"],
-        report["direct_call_ms"],
-        report["nested_call_ms"],
-        report["nested_overhead_ms"],
-    )
-    return f"""## Latency (`ptc-mcp bench latency`)
+    head = f"""## Latency (`ptc-mcp bench latency`)
 
 Backend `{report["backend"]}` (isolated: {report["isolated"]}), {report["machine"]}. Real MCP clients over
 stdio; the series are measured interleaved in one run, so machine noise hits them alike.
-
+"""
+    if "servers" in report:
+        return head + _compared(report)
+    rt, d, n, o = (report[key] for _, key, _ in _rows(report))
+    target_rt, target_o = TARGETS["round_trip_ms"], TARGETS["nested_overhead_ms"]
+    return (
+        head
+        + f"""
 | measurement | p50 (ms) | p95 (ms) | n | target |
 |---|---:|---:|---:|---|
-| warm `execute_program("print(1)")` round trip | {rt["p50"]:.2f} | {rt["p95"]:.2f} | {rt["n"]:.0f} | p50 ≤ 15 ms |
+| warm `execute_program("print(1)")` round trip | {rt["p50"]:.2f} | {rt["p95"]:.2f} | {rt["n"]:.0f} | {target_rt} |
 | direct MCP call of `expenses.get_custom_budget` | {d["p50"]:.3f} | {d["p95"]:.3f} | {d["n"]:.0f} | |
 | the same call from inside a program | {n["p50"]:.3f} | {n["p95"]:.3f} | {n["n"]:.0f} | |
-| **time a nested call adds** | **{o["p50"]:.3f}** | {o["p95"]:.3f} | | p50 ≤ 1 ms |
+| **time a nested call adds** | **{o["p50"]:.3f}** | {o["p95"]:.3f} | | {target_o} |
 """
+    )
+
+
+def _compared(report: dict[str, Any]) -> str:
+    before, after = report["servers"]
+    lines = [
+        "",
+        f"Two servers in the same rounds, alternating which goes first: `{before['label']}` "
+        f"(`{before['command']}`) and `{after['label']}` (this checkout). p50 / p95 in ms; the ratio is of the p50s.",
+        "",
+        f"| measurement | {before['label']} | {after['label']} | ratio | target |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for label, key, shared in _rows(report):
+        if shared is not None:
+            lines.append(f"| {label} | {shared['p50']:.3f} / {shared['p95']:.3f} | (the same call) | | |")
+            continue
+        old, new = before[key], after[key]
+        ratio = f"{new['p50'] / old['p50']:.2f}" if old["p50"] > 0 else "—"
+        lines.append(
+            f"| {label} | {old['p50']:.3f} / {old['p95']:.3f} | {new['p50']:.3f} / {new['p95']:.3f} | {ratio} "
+            f"| {TARGETS.get(key, '')} |"
+        )
+    return "\n".join(lines) + "\n"
