@@ -294,3 +294,22 @@ async def test_the_tool_list_offers_one_tool_with_input_and_output_schemas(clien
     assert "session" not in (tool.description or "")
     assert tool.output_schema is not None
     assert "expenses" in (tool.description or "")
+
+
+async def test_the_output_schema_is_plain_json_schema_that_every_result_meets(client: Client) -> None:
+    """Clients validate every result against it: nullable fields are type lists, nothing is a ``$ref`` (cheap to
+    check), and results of every shape, failed runs' included, meet it."""
+    import jsonschema
+
+    listed = await client.list_tools()
+    schema = listed.tools[0].output_schema
+    assert schema is not None
+    text = str(schema)
+    assert "anyOf" not in text and "$ref" not in text and "'title'" not in text
+    assert schema["properties"]["error"]["type"] == ["object", "null"]
+    validator = jsonschema.Draft202012Validator(schema)
+    for code in ("print(1)", "x = 1\n[x, {'a': None}]", "raise ValueError('no')", "object()"):
+        result = await execute(client, code)
+        validator.validate(structured(result))
+    assert not validator.is_valid({"status": "ok", "error": {"type": "not_an_error_type", "message": "m"}})
+    assert not validator.is_valid({"status": "ok", "session": 7})
