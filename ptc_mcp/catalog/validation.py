@@ -19,7 +19,7 @@ import json
 import logging
 import threading
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -58,6 +58,8 @@ class ArgumentError(PtcError, TypeError):
 class _Compiled:
     validator: Any  # a jsonschema Validator, or None when the schema cannot be used
     schema: Mapping[str, Any]
+    quick: Callable[[Mapping[str, Any]], bool] | None = None
+    """For plain schemas: says ``True`` only for arguments ``validator`` accepts, so those skip it."""
 
 
 _cache: dict[int, tuple[weakref.ref[mcp_types.Tool], str, _Compiled]] = {}
@@ -84,7 +86,7 @@ def check_arguments(tool: mcp_types.Tool, arguments: Any, *, server: str | None 
             problem="not_an_object",
         )
     compiled = _compiled(tool, label)
-    if compiled.validator is None:
+    if compiled.validator is None or (compiled.quick is not None and compiled.quick(arguments)):
         return
     try:
         first = next(compiled.validator.iter_errors(arguments), None)
@@ -154,10 +156,69 @@ def _compile(schema: Mapping[str, Any], label: str) -> _Compiled:
         cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
         cls.check_schema(dict(schema))
         strict = _strict_top_level(schema)
-        return _Compiled(validator=cls(strict), schema=strict)
+        return _Compiled(validator=cls(strict), schema=strict, quick=_quick_check(strict))
     except Exception as exc:  # any failure here means "cannot check", never "cannot call"
         logger.warning("%s: inputSchema is not a valid JSON Schema, arguments are not checked (%s)", label, _short(exc))
         return _Compiled(validator=None, schema=schema)
+
+
+_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "boolean": (bool,),
+    "integer": (int,),
+    "number": (int, float),
+    "object": (dict,),
+    "array": (list,),
+    "null": (type(None),),
+}
+_NO_CONSTRAINT = frozenset({"title", "description", "default", "examples", "$comment"})
+_PLAIN_TOP = frozenset({"type", "properties", "required", "additionalProperties", "$schema"}) | _NO_CONSTRAINT
+
+
+def _quick_check(schema: Mapping[str, Any]) -> Callable[[Mapping[str, Any]], bool] | None:
+    """A check without jsonschema for the schema most tools declare: an object of named arguments, each at most
+    typed. It answers ``True`` only where jsonschema would accept (exact Python types: ``True`` is no integer, and
+    ``1.0``, which JSON Schema takes for one, is left to jsonschema), so a call it passes needs nothing else and
+    one it fails gets jsonschema's verdict and message. ``None`` for any other schema."""
+    properties = schema.get("properties", {})
+    required = schema.get("required", [])
+    additional = schema.get("additionalProperties", True)
+    if (
+        not set(schema) <= _PLAIN_TOP
+        or schema.get("type", "object") != "object"
+        or "draft-03" in str(schema.get("$schema", ""))  # whose ``required`` means something else
+        or not isinstance(properties, Mapping)
+        or not isinstance(required, list)
+        or not all(isinstance(name, str) for name in required)
+        or not isinstance(additional, bool)
+    ):
+        return None
+    allowed: dict[str, tuple[type, ...] | None] = {}
+    for name, prop in properties.items():
+        if not isinstance(prop, Mapping) or not set(prop) <= _NO_CONSTRAINT | {"type"}:
+            return None
+        kind = prop.get("type")
+        kinds = [kind] if isinstance(kind, str) else kind
+        if kind is None:
+            allowed[name] = None
+        elif isinstance(kinds, list) and all(isinstance(k, str) and k in _JSON_TYPES for k in kinds):
+            allowed[name] = tuple(t for k in kinds for t in _JSON_TYPES[k])
+        else:
+            return None
+    needed = frozenset(required)
+
+    def quick(arguments: Mapping[str, Any]) -> bool:
+        if not needed <= arguments.keys():
+            return False
+        for key, value in arguments.items():
+            if key not in allowed:
+                if not additional:
+                    return False
+            elif (types := allowed[key]) is not None and type(value) not in types:
+                return False
+        return True
+
+    return quick
 
 
 def _give_up(tool: mcp_types.Tool, label: str, compiled: _Compiled, why: str) -> None:

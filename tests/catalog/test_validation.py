@@ -132,3 +132,73 @@ def test_equal_definitions_from_fresh_objects_are_checked_the_same() -> None:
     copy = GET_EXPENSES.model_copy(deep=True)
     with pytest.raises(ArgumentError):
         check_arguments(copy, {"employee_id": "E7", "quarter": "Q9"})
+
+
+PLAIN_SCHEMAS: list[dict[str, Any]] = [
+    {"type": "object", "properties": {"user_id": {"type": "string", "title": "User Id"}}, "required": ["user_id"]},
+    {
+        "type": "object",
+        "properties": {
+            "n": {"type": "integer"},
+            "x": {"type": "number", "description": "a number"},
+            "flag": {"type": "boolean", "default": False},
+            "tags": {"type": "array"},
+            "opts": {"type": ["object", "null"]},
+            "anything": {},
+        },
+        "additionalProperties": True,
+    },
+    {"type": "object", "properties": {"q": {"type": "string", "enum": ["a"]}}},  # not plain: jsonschema decides
+    {"$schema": "http://json-schema.org/draft-04/schema#", "type": "object", "properties": {"k": {"type": "integer"}}},
+]
+ARGUMENTS: list[dict[str, Any]] = [
+    {},
+    {"user_id": "E7"},
+    {"user_id": 7},
+    {"user_id": None},
+    {"user_id": "E7", "extra": 1},
+    {"n": 1, "x": 1.5, "flag": True, "tags": [1], "opts": None, "anything": object()},
+    {"n": True},
+    {"n": 1.0},
+    {"n": 1.5},
+    {"x": True},
+    {"x": 2},
+    {"flag": 0},
+    {"tags": (1,)},
+    {"opts": {"a": 1}},
+    {"opts": "no"},
+    {"q": "a"},
+    {"q": "b"},
+    {"k": 3},
+    {"k": "3"},
+]
+
+
+@pytest.mark.parametrize("schema", PLAIN_SCHEMAS)
+def test_the_quick_check_of_plain_schemas_agrees_with_jsonschema(schema: dict[str, Any]) -> None:
+    """Plain schemas skip jsonschema for valid calls: the shortcut must refuse nothing jsonschema accepts and,
+    above all, accept nothing it refuses (a refused call still gets jsonschema's verdict and message)."""
+    import jsonschema
+
+    tool = make_tool("plain", {}, schema=schema)
+    strict = {**schema, "additionalProperties": schema.get("additionalProperties", False)}
+    validator = jsonschema.validators.validator_for(strict, default=jsonschema.Draft202012Validator)(strict)
+    for arguments in ARGUMENTS:
+        try:
+            check_arguments(tool, arguments)
+            accepted = True
+        except ArgumentError:
+            accepted = False
+        assert accepted == validator.is_valid(arguments), (schema, arguments)
+
+
+def test_plain_schemas_are_checked_in_a_few_microseconds() -> None:
+    tool = make_tool("plain", {}, schema=PLAIN_SCHEMAS[0])
+    arguments = {"user_id": "E7"}
+    check_arguments(tool, arguments)
+    rounds = 2000
+    started = time.perf_counter()
+    for _ in range(rounds):
+        check_arguments(tool, arguments, server="expenses")
+    per_call = (time.perf_counter() - started) / rounds
+    assert per_call < 0.00005, f"{per_call * 1e6:.0f} µs per call (jsonschema takes ~30)"
