@@ -302,4 +302,6 @@ def _serialize(line: dict[str, Any]) -> str:
         fields = {key: value for key, value in line.items() if key != "arguments"}
         fields["arguments_unwritable"] = f"{type(exc).__name__}: {exc}"
         text = json.dumps(fields, default=str, ensure_ascii=False, separators=(",", ":"))
+    if text.isascii():  # nothing to replace or escape (the usual line: names, numbers, hex ids)
+        return text
     return valid_text(text).translate(_LINE_BREAKS)
