@@ -50,10 +50,12 @@ async def test_the_latency_bench_measures_another_server_in_the_same_rounds(tmp_
     for server in (old, new):
         assert server["round_trip_ms"]["n"] == 4
         assert server["nested_call_ms"]["n"] >= 5
+        assert server["cpu_ms"]["round_trip"] > 0  # the server's process tree and the client, from /proc
     assert report["round_trip_ms"] == new["round_trip_ms"]
     text = output.read_text()
     assert "| measurement | old | this | ratio | target |" in text
     assert f"`old` (`{against}`)" in text
+    assert "| CPU time | old | this | ratio |" in text
 
 
 def test_the_cli_scales_the_benchmarks_down() -> None:

@@ -12,6 +12,7 @@ that is the honest way to compare two versions (a before/after table), since mac
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import sys
 import tempfile
@@ -25,6 +26,7 @@ from mcp import Client, StdioServerParameters
 
 from ptc_mcp.bench.backends import KINDS, measure_backends
 from ptc_mcp.bench.backends import markdown as backends_markdown
+from ptc_mcp.bench.procfs import cpu_s, descendants
 from ptc_mcp.bench.report import machine, summary, write_section
 from ptc_mcp.config import Config
 from ptc_mcp.demo import demo_config
@@ -60,9 +62,16 @@ class Served:
     nested: list[float] = field(default_factory=list)
     client: Any = None
     session: str | None = None
+    pids: list[int] = field(default_factory=list)
+    """The server and everything it started (sandbox, downstream server): whose CPU time a call costs."""
+    cpu_round_trip_s: float = 0.0
+    cpu_nested_s: float = 0.0
 
-    def report(self, direct: list[float]) -> dict[str, Any]:
+    def report(self, direct: list[float], direct_cpu_ms: float) -> dict[str, Any]:
         nested, direct_stats = summary(self.nested), summary(direct)
+        round_trip_cpu_ms = self.cpu_round_trip_s * 1000 / len(self.round_trip)
+        batches = len(self.nested) / NESTED_CALLS
+        nested_cpu_ms = (self.cpu_nested_s * 1000 / batches - round_trip_cpu_ms) / NESTED_CALLS
         return {
             "label": self.label,
             "command": shlex.join(self.command),
@@ -72,6 +81,11 @@ class Served:
                 "p50": nested["p50"] - direct_stats["p50"],
                 "p95": nested["p95"] - direct_stats["p95"],
             },
+            "cpu_ms": {
+                "round_trip": round_trip_cpu_ms,
+                "nested_call": nested_cpu_ms,
+                "nested_overhead": nested_cpu_ms - direct_cpu_ms,
+            },
         }
 
 
@@ -79,10 +93,17 @@ def _ms(started: float) -> float:
     return (time.perf_counter() - started) * 1000
 
 
+def _cpu_s(pids: list[int]) -> float:
+    """CPU time of this process (the client: it checks each result against the output schema) and of ``pids``."""
+    return time.process_time() + cpu_s(pids)
+
+
 async def _round_trip(server: Served) -> float:
+    cpu = _cpu_s(server.pids)
     started = time.perf_counter()
     result = await server.client.call_tool("execute_program", {"code": "print(1)", "session": server.session})
     elapsed = _ms(started)
+    server.cpu_round_trip_s += _cpu_s(server.pids) - cpu
     if result.is_error:
         raise RuntimeError(f"print(1) failed on {server.label}: {result.content}")
     return elapsed
@@ -90,7 +111,9 @@ async def _round_trip(server: Served) -> float:
 
 async def _nested(server: Served) -> list[float]:
     code = NESTED_PROGRAM.format(calls=NESTED_CALLS)
+    cpu = _cpu_s(server.pids)
     batch = await server.client.call_tool("execute_program", {"code": code, "session": server.session})
+    server.cpu_nested_s += _cpu_s(server.pids) - cpu
     if batch.is_error:
         raise RuntimeError(f"the nested-call program failed on {server.label}: {batch.content}")
     samples: list[float] = (batch.structured_content or {}).get("result") or []
@@ -115,6 +138,7 @@ async def run_latency_bench(
         servers.insert(0, Served(against_label, shlex.split(against)))
     example = StdioServerParameters(command=sys.executable, args=["-m", "ptc_mcp.examples.expenses"])
     direct: list[float] = []
+    direct_cpu_s = 0.0
     with tempfile.TemporaryDirectory(prefix="ptc-mcp-bench-") as folder:
         async with AsyncExitStack() as stack:
             for number, server in enumerate(servers):
@@ -125,35 +149,46 @@ async def run_latency_bench(
                 config_path.write_text(json.dumps(config), encoding="utf-8")
                 command, *args = server.command
                 params = StdioServerParameters(command=command, args=[*args, "serve", "--config", str(config_path)])
+                started_before = set(descendants(os.getpid()))
                 server.client = await stack.enter_async_context(Client(params))
                 # The session handle keeps one warm interpreter, whatever protocol version the client negotiated.
                 first = await server.client.call_tool("execute_program", {"code": "print(1)"})
                 server.session = (first.structured_content or {}).get("session")
+                server.pids = [pid for pid in descendants(os.getpid()) if pid not in started_before]
+            started_before = set(descendants(os.getpid()))
             direct_client = await stack.enter_async_context(Client(example))
+            direct_pids = [pid for pid in descendants(os.getpid()) if pid not in started_before]
             warmup = min(WARMUP, runs)  # a scaled-down run (tests) warms up in proportion
             for round_number in range(warmup + runs):
                 order = servers if round_number % 2 == 0 else servers[::-1]
                 times = {server.label: await _round_trip(server) for server in order}
+                cpu = _cpu_s(direct_pids)
                 started = time.perf_counter()
                 await direct_client.call_tool("get_custom_budget", {"user_id": "E7"})
                 direct_elapsed = _ms(started)
                 if round_number < warmup:
+                    for server in servers:  # only measured rounds count
+                        server.cpu_round_trip_s = server.cpu_nested_s = 0.0
                     continue
+                direct_cpu_s += _cpu_s(direct_pids) - cpu
                 direct.append(direct_elapsed)
                 for server in servers:
                     server.round_trip.append(times[server.label])
                 if (round_number - warmup) % NESTED_EVERY == 0:
                     for server in order:
                         server.nested.extend(await _nested(server))
+    direct_cpu_ms = direct_cpu_s * 1000 / len(direct)
+    reports = [server.report(direct, direct_cpu_ms) for server in servers]
     report: dict[str, Any] = {
         "backend": kind,
         "isolated": isolated,
         "machine": machine(),
         "direct_call_ms": summary(direct),
-        **{key: value for key, value in servers[-1].report(direct).items() if key not in ("label", "command")},
+        "direct_call_cpu_ms": direct_cpu_ms,
+        **{key: value for key, value in reports[-1].items() if key not in ("label", "command")},
     }
     if against:
-        report["servers"] = [server.report(direct) for server in servers]
+        report["servers"] = reports
     _print(report)
     if backends:
         report["backends"] = await measure_backends(backends, rounds, SandboxLimits())
@@ -174,6 +209,18 @@ def _rows(report: dict[str, Any]) -> list[tuple[str, str, dict[str, Any] | None]
     ]
 
 
+CPU_ROWS = (
+    ("CPU time of one round trip (client, server, sandbox)", "round_trip"),
+    ("CPU time of one nested call (with the downstream server's)", "nested_call"),
+    ("**CPU time a nested call adds** (over the direct call's)", "nested_overhead"),
+)
+CPU_NOTE = (
+    "CPU time (ms per call, from `/proc`, client process included: it checks every result against the output "
+    "schema) is what a call costs whatever else the machine runs; wall time on a loaded machine is mostly waiting"
+    " for a core."
+)
+
+
 def _print(report: dict[str, Any]) -> None:
     print(f"backend: {report['backend']} (isolated: {report['isolated']}), {report['machine']}", file=sys.stderr)
     servers = report.get("servers") or [report | {"label": THIS}]
@@ -184,6 +231,11 @@ def _print(report: dict[str, Any]) -> None:
             print(f"{name:<64} p50 {stats['p50']:8.3f} ms   p95 {stats['p95']:8.3f} ms", file=sys.stderr)
             if shared:
                 break
+    print(f"CPU of a direct call: {report['direct_call_cpu_ms']:.3f} ms", file=sys.stderr)
+    for label, key in CPU_ROWS:
+        for server in servers:
+            name = label.replace("*", "") + f" [{server['label']}]"
+            print(f"{name:<64} {server['cpu_ms'][key]:8.3f} ms", file=sys.stderr)
 
 
 def _markdown(report: dict[str, Any]) -> str:
@@ -205,7 +257,13 @@ stdio; the series are measured interleaved in one run, so machine noise hits the
 | direct MCP call of `expenses.get_custom_budget` | {d["p50"]:.3f} | {d["p95"]:.3f} | {d["n"]:.0f} | |
 | the same call from inside a program | {n["p50"]:.3f} | {n["p95"]:.3f} | {n["n"]:.0f} | |
 | **time a nested call adds** | **{o["p50"]:.3f}** | {o["p95"]:.3f} | | {target_o} |
+
+{CPU_NOTE} Direct call: {report["direct_call_cpu_ms"]:.3f} ms.
+
+| CPU time | ms per call |
+|---|---:|
 """
+        + "".join(f"| {label} | {report['cpu_ms'][key]:.3f} |\n" for label, key in CPU_ROWS)
     )
 
 
@@ -229,4 +287,15 @@ def _compared(report: dict[str, Any]) -> str:
             f"| {label} | {old['p50']:.3f} / {old['p95']:.3f} | {new['p50']:.3f} / {new['p95']:.3f} | {ratio} "
             f"| {TARGETS.get(key, '')} |"
         )
+    lines += [
+        "",
+        f"{CPU_NOTE} Direct call: {report['direct_call_cpu_ms']:.3f} ms.",
+        "",
+        f"| CPU time | {before['label']} | {after['label']} | ratio |",
+        "|---|---:|---:|---:|",
+    ]
+    for label, key in CPU_ROWS:
+        old_ms, new_ms = before["cpu_ms"][key], after["cpu_ms"][key]
+        ratio = f"{new_ms / old_ms:.2f}" if old_ms > 0 else "—"
+        lines.append(f"| {label} | {old_ms:.3f} | {new_ms:.3f} | {ratio} |")
     return "\n".join(lines) + "\n"

@@ -1,6 +1,7 @@
 """What a process holds, read from ``/proc``: resident memory, open file descriptors, descendant processes.
 
-Used by the load and soak benchmarks (and their tests) to show that runs leave nothing behind.
+Used by the load and soak benchmarks (and their tests) to show that runs leave nothing behind, and by the latency
+benchmark for the CPU time a call costs (which, unlike wall time, a busy machine barely changes).
 """
 
 from __future__ import annotations
@@ -65,6 +66,21 @@ def descendants(pid: int) -> list[int]:
                 found.append(candidate)
                 break
     return sorted(found)
+
+
+_TICKS_PER_S = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def cpu_s(pids: list[int]) -> float:
+    """User and system CPU time the live processes ``pids`` have used so far (a gone one counts 0)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / _TICKS_PER_S
 
 
 def pss_mb(pid: int) -> float:
