@@ -215,9 +215,9 @@ CPU_ROWS = (
     ("**CPU time a nested call adds** (over the direct call's)", "nested_overhead"),
 )
 CPU_NOTE = (
-    "CPU time (ms per call, from `/proc`, client process included: it checks every result against the output "
-    "schema) is what a call costs whatever else the machine runs; wall time on a loaded machine is mostly waiting"
-    " for a core."
+    "CPU time (ms per call, from `/proc`, the client process included: it checks every result against the "
+    "output schema) is less sensitive to other work on the machine than wall time, which on a loaded machine is "
+    "mostly waiting for a core; a busy machine still inflates both."
 )
 
 
