@@ -189,9 +189,8 @@ def create_backend(config: Config, *, allow_unisolated: bool | None = None) -> S
     if kind != "auto":
         backend = _load(kind, config)
         if not backend.isolated and not unisolated_ok:
-            reason = getattr(backend, "bubblewrap_reason", "")
             _drop(backend)
-            raise SandboxUnavailableError(_refusal(kind, reason))
+            raise SandboxUnavailableError(_refusal(kind, probe_backend(kind, config).detail))
         return backend
     reasons = []
     for option in _auto_options(config):

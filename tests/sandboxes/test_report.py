@@ -41,6 +41,12 @@ def test_on_a_machine_without_isolation_every_backend_says_what_to_install(bare_
     assert lines["srt"].startswith("srt: /nonexistent/srt not found")
 
 
+def test_an_explicit_process_kind_without_bubblewrap_is_refused_saying_why(bare_machine: None) -> None:
+    with pytest.raises(SandboxUnavailableError, match="kind='process'") as refused:
+        create_backend(bare_config(kind="process"))
+    assert NO_BUBBLEWRAP in str(refused.value)
+
+
 def test_opting_in_to_unisolated_code_is_reported_as_not_isolated(bare_machine: None) -> None:
     report = sandbox_report(bare_config(allow_unisolated=True))
     assert report.chosen == "process" and not report.isolated
