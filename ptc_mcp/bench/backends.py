@@ -162,7 +162,7 @@ async def _sample(kind: str, backends: Backends, series: Series) -> None:
     series.cold_start.append((time.perf_counter() - started) * 1000)
     await session.aclose()
     if backends.warm is not None:
-        pool = getattr(backends.warm, "pool", None)
+        pool = backends.warm.pool if isinstance(backends.warm, KeepsWarm) else None
         missed = 0 if pool is None else pool.missed
         await _refilled(backends.warm)
         started = time.perf_counter()
@@ -191,7 +191,7 @@ async def _sample(kind: str, backends: Backends, series: Series) -> None:
 
 async def _refilled(backend: SandboxBackend) -> None:
     """Wait (bounded) until the backend's warm pool is full again, as it would be between sessions."""
-    pool = getattr(backend, "pool", None)
+    pool = backend.pool if isinstance(backend, KeepsWarm) else None
     with anyio.move_on_after(REFILL_WAIT_S):
         while pool is not None and len(pool) < pool.size:
             await anyio.sleep(0.01)

@@ -18,7 +18,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Generic, Protocol, TypeVar, runtime_checkable
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 import anyio
 
@@ -35,7 +35,9 @@ MAX_BACKOFF_S = 60.0
 
 @runtime_checkable
 class KeepsWarm(Protocol):
-    """A backend with interpreters to keep warm: ``keep_warm()`` runs until cancelled."""
+    """A backend with interpreters to keep warm in ``pool``: ``keep_warm()`` runs until cancelled."""
+
+    pool: WarmPool[Any]
 
     async def keep_warm(self) -> None: ...
 
