@@ -17,6 +17,7 @@ import json
 import linecache
 import os
 import queue
+import socket
 import sys
 import threading
 import traceback
@@ -39,6 +40,7 @@ END_MARK = b"\x00ptc-run-end:"  # + run id + NUL on fd 2 just before done: the r
 RUNTIME_MODULE = "__ptc_runtime__"  # the bootstrap's __name__ for this file: start the stream driver
 STEP_WAIT_S = 10.0  # stepped mode: longest one step waits for a busy program
 OUTPUT_FLUSH_S = 0.5  # stepped mode: output waits at most this long for the step that carries it
+CHANNEL_ENV = "PTC_CHANNEL"  # a unix socket to speak the protocol over instead of stdin/stdout (docker, local engine)
 
 PROGRAM_FILE = "<program>"
 AWAIT_HINT = "tool functions are async: write `await {name}(...)` (or gather several with asyncio.gather)"
@@ -714,10 +716,25 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
     sys.stderr.write(text)
 
 
+def _channel_fd():
+    """The host's direct channel (``CHANNEL_ENV``), connected before any program runs; ``None``: use stdin/stdout."""
+    path = os.environ.pop(CHANNEL_ENV, None)
+    if not path:
+        return None
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(path)
+    except OSError:  # not reachable here (a remote engine, Docker Desktop's VM): the host waits on stdout too
+        sock.close()
+        return None
+    return sock.detach()
+
+
 def _take_stdio():
     """Move the protocol off fds 0 and 1 so nothing the program does can read or write it."""
-    proto_in = os.fdopen(os.dup(0), "rb", buffering=0)
-    proto_out = os.fdopen(os.dup(1), "wb", buffering=0)
+    channel = _channel_fd()
+    proto_in = os.fdopen(os.dup(0) if channel is None else channel, "rb", buffering=0)
+    proto_out = os.fdopen(os.dup(1 if channel is None else channel), "wb", buffering=0)
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)

@@ -59,6 +59,9 @@ STEP_WAIT_S = 10.0
 """Stepped mode: longest one step waits for a busy program (default of ``sandbox.agentcore.step_wait_s``)."""
 OUTPUT_FLUSH_S = 0.5
 """Stepped mode: longest output waits for a step to carry it (default of ``sandbox.agentcore.output_interval_s``)."""
+CHANNEL_ENV = "PTC_CHANNEL"
+"""Names a unix socket the runtime connects to at start and speaks the protocol over instead of stdin/stdout (the
+docker backend's direct channel on a local engine); unset, absent or refused: stdin/stdout, as always."""
 
 SHARED_WITH_RUNTIME: dict[str, object] = {
     "RUN": RUN,
@@ -81,6 +84,7 @@ SHARED_WITH_RUNTIME: dict[str, object] = {
     "RUNTIME_MODULE": RUNTIME_MODULE,
     "STEP_WAIT_S": STEP_WAIT_S,
     "OUTPUT_FLUSH_S": OUTPUT_FLUSH_S,
+    "CHANNEL_ENV": CHANNEL_ENV,
 }
 """Every value the runtime keeps a copy of, by the name it has in both files (pinned by a test: a new shared
 constant goes here and into the runtime's protocol block, or the test fails)."""

@@ -8,6 +8,7 @@ container whose program has first checked that it has no interface but ``lo`` an
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import socket
 import subprocess
@@ -447,7 +448,10 @@ async def test_a_container_exits_by_itself_when_the_servers_connection_goes(
 ) -> None:
     backend = make_backend()
     session = await backend.start_session()
-    await session._stream.aclose()  # what the kernel does to the connection when the server dies
+    # What the kernel does to the server's connections when it dies: the attach stream and the direct channel.
+    await session._stream.aclose()
+    if session._direct is not None:
+        await session._direct.aclose()
     with anyio.fail_after(WAIT_S):
         while CLIENT.api.inspect_container(session.container_id)["State"]["Running"]:
             await anyio.sleep(0.05)
@@ -688,3 +692,81 @@ def test_a_missing_image_is_a_sandbox_failure_without_pulling(make_backend: Call
             await backend.start_session()
 
     anyio.run(start)
+
+
+DIRECT_CHANNEL_PROBE = """
+import os, socket
+seen = {"listing": os.listdir("/run/ptc-channel"), "env": "PTC_CHANNEL" in os.environ}
+try:
+    open("/run/ptc-channel/planted", "w")
+except OSError:
+    seen["write"] = "refused"
+probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+try:
+    probe.connect("/run/ptc-channel/socket")
+    seen["connect"] = "connected"
+except OSError as exc:
+    seen["connect"] = exc.__class__.__name__
+seen["interfaces"] = sorted(name for _, name in socket.if_nameindex())
+seen
+"""
+
+
+@pytest.mark.anyio
+async def test_a_local_engine_speaks_the_protocol_over_the_direct_channel_and_nothing_can_connect_again(
+    make_backend: Callable[..., DockerBackend],
+) -> None:
+    backend = make_backend()
+    assert backend.direct_channel  # this engine is local (the suite's dockerd)
+    session = await backend.start_session()
+    try:
+        assert session._direct is not None
+        report, output = await run(
+            session, "import os\nos.write(2, b'raw\\n')\nprint('out')\nawait math_tools.add(a=2, b=3)"
+        )
+        assert report.ok and report.result == 5, report
+        assert output.text("stdout") == "out\n" and "raw" in output.text("stderr")
+        report, _ = await run(session, DIRECT_CHANNEL_PROBE)
+        assert report.ok, report
+        # The socket is gone (the host removed it after the one connection), the mount is read-only and empty,
+        # the runtime took its variable out of the environment, and a unix socket is still no network.
+        assert report.result == {
+            "listing": [],
+            "env": False,
+            "write": "refused",
+            "connect": "FileNotFoundError",
+            "interfaces": ["lo"],
+        }
+    finally:
+        await session.aclose()
+
+
+@pytest.mark.anyio
+async def test_without_the_direct_channel_everything_runs_over_the_attach_stream(
+    make_backend: Callable[..., DockerBackend],
+) -> None:
+    backend = make_backend(direct_channel=False)
+    assert not backend.direct_channel
+    session = await backend.start_session()
+    try:
+        assert session._direct is None
+        report, output = await run(session, "import os\nos.write(2, b'raw\\n')\nawait math_tools.add(a=2, b=3)")
+        assert report.ok and report.result == 5 and "raw" in output.text("stderr")
+    finally:
+        await session.aclose()
+
+
+@pytest.mark.anyio
+@pytest.mark.skipif(os.geteuid() != 0, reason="as root the channel's directory is the container uid's alone")
+async def test_a_runtime_that_cannot_connect_says_ready_on_the_attach_stream(image: str) -> None:
+    settings = parse_docker_settings({"image": image, "pull": "never"})
+    # The container runs as another uid than the one the channel's directory (0700) was handed to.
+    other_user = parse_docker_settings({"image": image, "pull": "never", "user": "65533:65533"})
+    spec = container_spec(other_user, SandboxLimits(), owner_labels(f"test-{secrets.token_hex(4)}"))
+    launched = await anyio.to_thread.run_sync(lambda: launch(CLIENT.api, spec, settings, {}, direct=True))
+    try:
+        assert launched.channel is None
+        assert launched.ready.python
+    finally:
+        launched.handle.close()
+        remove(CLIENT.api, launched.container_id)

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import logging
 import secrets
+import socket
 from typing import Any
 
 import anyio
+from anyio.abc import ByteStream
 
 try:
     import docker
@@ -20,9 +22,10 @@ except ImportError as exc:  # pragma: no cover - the extra is missing
     raise ImportError(f'the docker sandbox needs the docker SDK: pip install "ptc-mcp[docker]" ({exc})') from exc
 
 from ptc_mcp.config import Config
-from ptc_mcp.errors import SandboxFailure, SandboxUnavailableError, first_in_group
+from ptc_mcp.errors import SandboxFailure, SandboxUnavailableError, first_in_group, raise_from_group
 from ptc_mcp.sandboxes import sandbox_limits
 from ptc_mcp.sandboxes.base import OutputSink, RunReport, RunRequest, SandboxLimits, ToolCallHandler
+from ptc_mcp.sandboxes.docker.channel import DirectStream, is_local_engine
 from ptc_mcp.sandboxes.docker.launch import (
     Launched,
     engine_client,
@@ -41,20 +44,33 @@ __all__ = ["DockerBackend", "DockerSession", "DockerSettings", "create_backend"]
 
 log = logging.getLogger(__name__)
 
+EXIT_WAIT_S = 1.0
+"""How long a broken direct channel waits for the attach stream to end (the container exited) before diagnosing."""
+
 
 class DockerSession:
-    """One container running the runtime; ``aclose`` kills and removes it."""
+    """One container running the runtime; ``aclose`` kills and removes it.
 
-    def __init__(self, backend: DockerBackend, launched: Launched, *, warm: bool) -> None:
+    The protocol runs over ``direct`` (the direct channel, ``channel.py``) when the runtime connected it, else over
+    the attach stream. The attach stream always carries the interpreter's raw fd 1/2 output (stderr frames)."""
+
+    def __init__(
+        self, backend: DockerBackend, launched: Launched, *, warm: bool, direct: ByteStream | None = None
+    ) -> None:
         self._backend = backend
         self.container_id = launched.container_id
         self.session_id = launched.session_id
         self.warm = warm
         """True when the container came from the warm pool."""
         self._stream = AttachedStream(launched.handle, launched.demux)
+        self._direct = direct
+        self._direct_socket = launched.channel
         raw = RawOutput()
-        raw.pump = self._stream.pump  # after `done` nobody else reads the socket that carries stderr frames
-        self._channel = RuntimeChannel(self._stream, self._stream, raw)
+        if direct is None:
+            raw.pump = self._stream.pump  # after `done` nobody else reads the socket that carries stderr frames
+            self._channel = RuntimeChannel(self._stream, self._stream, raw)
+        else:
+            self._channel = RuntimeChannel(direct, direct, raw)  # the run drains the attach stream meanwhile
         self._channel.python_version = launched.ready.python
         self._stderr_at_ready = launched.demux.stderr_bytes
         self._closed = False
@@ -90,7 +106,9 @@ class DockerSession:
         demux.on_stderr = raw.feed
         self._running = True
         try:
-            return await self._channel.run(request, call_tool, output)
+            if self._direct is None:
+                return await self._channel.run(request, call_tool, output)
+            return await self._run_direct(request, call_tool, output)
         except SandboxFailure as failure:
             raise await self._diagnose(failure) from None
         except BaseExceptionGroup as group:
@@ -103,8 +121,30 @@ class DockerSession:
             raw.output = None
             self._running = False
 
+    async def _run_direct(self, request: RunRequest, call_tool: ToolCallHandler, output: OutputSink) -> RunReport:
+        """The run on the direct channel while the attach stream's stderr frames are read into the run's output."""
+        try:
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(self._drain_attached)
+                report = await self._channel.run(request, call_tool, output)
+                tasks.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            raise_from_group(group)
+        return report
+
+    async def _drain_attached(self) -> None:
+        """Read the attach stream until it ends (the run's end cancels this)."""
+        try:
+            while True:
+                await self._stream.pump()
+        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            pass
+
     async def _diagnose(self, failure: SandboxFailure) -> SandboxFailure:
         """Why the container went away: an out-of-memory kill is ``memory_limit``."""
+        if self._direct is not None and not self._stream.at_eof:
+            with anyio.move_on_after(EXIT_WAIT_S):  # the channel broke: the attach stream ends too if it exited
+                await self._drain_attached()
         if not self._stream.at_eof:
             return failure
         state = await anyio.to_thread.run_sync(exit_state, self._backend.api, self.container_id)
@@ -123,8 +163,18 @@ class DockerSession:
         self._closed = True
         with anyio.CancelScope(shield=True):
             await self._stream.aclose()
+            if self._direct is not None:
+                await _close_direct(self._direct, self._direct_socket)
             await anyio.to_thread.run_sync(remove, self._backend.api, self.container_id)
             self._backend._sessions.discard(self)
+
+
+async def _close_direct(stream: ByteStream, sock: socket.socket | None) -> None:
+    try:
+        await stream.aclose()
+    except RuntimeError:  # its event loop is gone (the backend is closed from another one): close the socket itself
+        if sock is not None:
+            sock.close()
 
 
 class DockerBackend:
@@ -152,6 +202,8 @@ class DockerBackend:
             raise SandboxUnavailableError(_unreachable(exc)) from None
         self.api: Any = self.client.api
         self.isolated = settings.network == "none"
+        self.direct_channel = settings.direct_channel and is_local_engine(self.api)
+        """Offer each container's runtime the direct channel (``channel.py``): the engine is local."""
         self.memory_mb = settings.memory_mb or limits.memory_mb
         self._spec = container_spec(settings, limits, owner_labels(self.instance_id))
         self._sessions: set[DockerSession] = set()
@@ -180,7 +232,14 @@ class DockerBackend:
     async def _start(self, *, warm: bool) -> DockerSession:
         if self._closed:
             raise SandboxFailure("the docker backend is closed")
-        session = DockerSession(self, await self._launch(), warm=warm)
+        launched = await self._launch()
+        try:
+            direct = None if launched.channel is None else await DirectStream.from_socket(launched.channel)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self._discard, launched)
+            raise
+        session = DockerSession(self, launched, warm=warm, direct=direct)
         self._sessions.add(session)
         return session
 
@@ -207,9 +266,11 @@ class DockerBackend:
         return started[0]
 
     def _launch_blocking(self) -> Launched:
-        return launch(self.api, self._spec, self.settings, {})
+        return launch(self.api, self._spec, self.settings, {}, direct=self.direct_channel)
 
     def _discard(self, launched: Launched) -> None:
+        if launched.channel is not None:
+            launched.channel.close()
         close = getattr(launched.handle, "close", None)
         if close is not None:
             close()

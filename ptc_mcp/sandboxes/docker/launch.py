@@ -20,6 +20,7 @@ import docker
 import docker.errors
 
 from ptc_mcp.errors import SandboxFailure
+from ptc_mcp.sandboxes.docker.channel import ChannelListener, handshake, open_listener
 from ptc_mcp.sandboxes.docker.settings import DockerSettings
 from ptc_mcp.sandboxes.docker.stream import FrameDemux, blocking_handshake, raw_socket
 from ptc_mcp.sandboxes.protocol import Ready, expect_ready, not_started, startup_payload
@@ -46,6 +47,8 @@ class Launched:
     handle: Any
     demux: FrameDemux
     ready: Ready
+    channel: socket.socket | None = None
+    """The direct channel (``channel.py``) the runtime connected, or ``None``: the protocol is on the attach stream."""
     started_at: float = field(default_factory=time.monotonic)
 
 
@@ -70,26 +73,52 @@ def owner_labels(instance_id: str) -> dict[str, str]:
     }
 
 
-def launch(api: Any, spec: dict[str, Any], settings: DockerSettings, labels: dict[str, str]) -> Launched:
-    """Create, attach, start and handshake one container; removes it again on any failure."""
+def launch(
+    api: Any, spec: dict[str, Any], settings: DockerSettings, labels: dict[str, str], *, direct: bool = False
+) -> Launched:
+    """Create, attach, start and handshake one container; removes it again on any failure. ``direct``: offer the
+    runtime the direct channel (``channel.py``; only for a local engine)."""
     session_id = secrets.token_hex(8)
     spec = {**spec, "labels": {**spec["labels"], **labels, SESSION_LABEL: session_id}}
-    host_options = spec.pop("host_config")
-    container_id = _create(api, spec, host_options, settings)
+    host_options = dict(spec.pop("host_config"))
+    channel: ChannelListener | None = None
+    if direct:
+        channel = open_listener(settings.user)
+        binds, environment = channel.container_options()
+        host_options["binds"] = binds
+        spec["environment"] = {**spec["environment"], **environment}
+    try:
+        container_id = _create(api, spec, host_options, settings)
+    except BaseException:
+        if channel is not None:
+            channel.close()
+        raise
     try:
         handle = api.attach_socket(container_id, params=dict(_ATTACH))
         demux = FrameDemux()
         sock = raw_socket(handle)
         api.start(container_id)
+        connected: socket.socket | None = None
         try:
-            line = blocking_handshake(sock, demux, startup_payload(), settings.start_timeout_s)
+            if channel is None:
+                line = blocking_handshake(sock, demux, startup_payload(), settings.start_timeout_s)
+            else:
+                line, connected = handshake(sock, demux, startup_payload(), settings.start_timeout_s, channel)
         except TimeoutError:
             raise not_started(settings.start_timeout_s) from None
         except (EOFError, OSError):
             detail = demux.stderr_tail.decode("utf-8", "replace").strip()[-500:]
             raise SandboxFailure(f"the container exited before its runtime started: {detail or 'no output'}") from None
-        return Launched(container_id, session_id, handle, demux, expect_ready(line))
+        try:
+            ready = expect_ready(line)
+        except BaseException:
+            if connected is not None:
+                connected.close()
+            raise
+        return Launched(container_id, session_id, handle, demux, ready, connected)
     except BaseException as exc:
+        if channel is not None:
+            channel.close()
         remove(api, container_id)
         if isinstance(exc, docker.errors.APIError):
             raise SandboxFailure(f"the Docker engine refused to start the sandbox: {exc.explanation or exc}") from None

@@ -62,6 +62,9 @@ class DockerSettings(BaseModel):
     security_opt: list[str] = Field(default_factory=list)
     """Extra ``--security-opt`` values (a seccomp or AppArmor profile)."""
     labels: dict[str, str] = Field(default_factory=dict)
+    direct_channel: bool = True
+    """On a local engine (a unix socket), speak the protocol over a unix socket bind-mounted into the container
+    (see ``channel.py``); off, or where the runtime cannot connect: over the engine's attach stream."""
     start_timeout_s: float = Field(default=30.0, gt=0)
     api_timeout_s: float = Field(default=60.0, gt=0)
 
