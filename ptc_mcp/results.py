@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 import mcp_types as types
 from pydantic import BaseModel, Field
+from pydantic_core import to_json
 
 from ptc_mcp.errors import ErrorType
 
@@ -75,18 +76,19 @@ class RunResult(BaseModel):
     def to_call_tool_result(self, *, new_session: bool = False) -> types.CallToolResult:
         """The MCP result; checked to encode as UTF-8 JSON here, so a bad field fails this run, never the
         connection (the SDK's writer would die on it and take a stdio server down)."""
-        result = types.CallToolResult(
-            content=[types.TextContent(type="text", text=self.to_text(new_session=new_session))],
-            structured_content=self.model_dump(mode="json"),
-            is_error=self.error is not None,
-        )
+        text = self.to_text(new_session=new_session)
+        structured = self.model_dump(mode="json")
         try:
-            result.model_dump_json(by_alias=True).encode("utf-8")
+            to_json((text, structured))
         except (ValueError, UnicodeError) as exc:  # PydanticSerializationError is a ValueError
             log.error("a run's result could not be encoded: %s", exc)
             failed = error_result("sandbox_failure", f"the result could not be encoded: {exc}", session=self.session)
             return failed.to_call_tool_result()
-        return result
+        return types.CallToolResult(
+            content=[types.TextContent(type="text", text=text)],
+            structured_content=structured,
+            is_error=self.error is not None,
+        )
 
 
 def error_result(error_type: ErrorType, message: str, *, session: str | None = None) -> RunResult:

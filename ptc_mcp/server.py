@@ -43,6 +43,7 @@ from ptc_mcp.input_exchange import InputExchange, arguments_digest
 from ptc_mcp.interaction import SamplingAnswer
 from ptc_mcp.progress import LOGGER_NAME, RunReporter
 from ptc_mcp.results import RunResult, error_result, output_schema
+from ptc_mcp.sdk_tracing import trace_only_when_collected
 from ptc_mcp.sessions import ConnectionSlot
 
 log = logging.getLogger(__name__)
@@ -112,29 +113,45 @@ def _caller_identity() -> str | None:
     return caller_identity(get_access_token())
 
 
+def _progress_needs_token(ctx: ServerRequestContext[Any, Any]) -> bool:
+    """Whether this request's progress notifications reach the client only through its progress token: on every
+    JSON-RPC transport (stdio, SSE, HTTP), not on the in-process one (it hands the client's callback over).
+
+    mcp 2.x exposes a request's dispatch context only privately (``ServerSession._request_outbound``); when that
+    changes this answers ``False`` (a reporter is built as before) and tests/test_server_progress_gate.py fails.
+    """
+    outbound = getattr(ctx.session, "_request_outbound", None)
+    transport = getattr(outbound, "transport", None)
+    return getattr(transport, "kind", None) == "jsonrpc"
+
+
 def run_reporter(ctx: ServerRequestContext[Any, Any], max_log_bytes: int) -> RunReporter | None:
-    """A reporter for this request, or ``None`` when the client cannot want progress or log messages.
+    """A reporter for this request, or ``None`` when nothing it sends could reach the client.
 
     On handshake-era connections progress needs the request's progress token, and the program's output goes out
-    as log messages only with it. On 2026-07-28 connections the SDK itself drops log messages the request did not
-    opt in to, and ``report_progress`` is a no-op without a token (the in-process transport hands the client's
-    callback over directly, with no token on the wire, so the token cannot be the test there).
+    as log messages only with it. On 2026-07-28 connections the SDK drops log messages the request did not opt in
+    to, and progress without a token reaches only an in-process client (the in-process transport hands the
+    client's callback over directly, with no token on the wire): a request with neither gets no reporter, so its
+    run starts no pump.
     """
     has_token = progress_token_from_params(ctx.params) is not None
-    modern = ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
-    if not has_token and not modern:
-        return None
+    if ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+        if not has_token:
+            return None
+        log_levels: frozenset[str] | None = None  # every level (logging/setLevel-era semantics)
+    else:
+        # The same gate as the SDK's (deprecated) send_log_message: the request's opt-in level and above.
+        log_levels = allowed_log_levels(ctx.protocol_version, ctx.meta)
+        if not has_token and not log_levels and _progress_needs_token(ctx):
+            return None
     session = ctx.session
     request_id = ctx.request_id
-    # The same gate as the SDK's (deprecated) send_log_message: every level on handshake-era connections, the
-    # request's opt-in level and above on 2026-07-28 ones.
-    log_levels = allowed_log_levels(ctx.protocol_version, ctx.meta)
 
     async def send_progress(progress: float, message: str) -> None:
         await session.report_progress(progress, None, message)
 
     async def send_log(level: str, data: dict[str, Any]) -> None:
-        if level not in log_levels:
+        if log_levels is not None and level not in log_levels:
             return
         notification = types.LoggingMessageNotification(
             params=types.LoggingMessageNotificationParams(level=level, data=data, logger=LOGGER_NAME)
@@ -177,13 +194,14 @@ async def reported(
     return value
 
 
+_ELICITATION = types.ClientCapabilities(elicitation=types.ElicitationCapability())
+_SAMPLING = types.ClientCapabilities(sampling=types.SamplingCapability())
+
+
 def client_can(ctx: ServerRequestContext[Any, Any]) -> tuple[bool, bool]:
     """Whether the client of this request declared elicitation and sampling."""
     session = ctx.session
-    return (
-        session.check_client_capability(types.ClientCapabilities(elicitation=types.ElicitationCapability())),
-        session.check_client_capability(types.ClientCapabilities(sampling=types.SamplingCapability())),
-    )
+    return session.check_client_capability(_ELICITATION), session.check_client_capability(_SAMPLING)
 
 
 class RequestChannel:
@@ -316,7 +334,7 @@ def build_server(app: App, *, one_client: bool = False) -> Server[Any]:
             return error_result("sandbox_failure", f"the host failed while running it: {exc!r}").to_call_tool_result()
         return finish(result)
 
-    return _Server(
+    server = _Server(
         "ptc-mcp",
         version=__version__,
         title="ptc-mcp: programmatic tool calling",
@@ -325,6 +343,8 @@ def build_server(app: App, *, one_client: bool = False) -> Server[Any]:
         on_call_tool=call_tool,
         on_subscriptions_listen=app.notices.listen_handler,
     )
+    trace_only_when_collected(server)
+    return server
 
 
 def initialization_options(server: Server[Any]) -> Any:
