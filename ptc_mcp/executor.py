@@ -110,7 +110,7 @@ class Executor:
             directory=session_directory,
         )
         self.audit = audit or AuditLog.silent()
-        self._slots = anyio.Semaphore(limits.max_concurrent_runs)
+        self._slots = anyio.Semaphore(limits.max_concurrent_runs, fast_acquire=True)
         self._in_flight = 0
         self._stack: AsyncExitStack | None = None
 

@@ -293,15 +293,16 @@ def build_server(app: App, *, one_client: bool = False) -> Server[Any]:
         except ValidationError as exc:
             return error_result("invalid_input", validation_problems(exc, whole="arguments")).to_call_tool_result()
         modern = ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
-        digest = arguments_digest(params.name, params.arguments)
-        binding = app.executor.sessions.bind(arguments.session, _caller_identity(), session_slot(ctx))
+        owner = _caller_identity()
+        binding = app.executor.sessions.bind(arguments.session, owner, session_slot(ctx))
 
         def finish(result: RunResult) -> types.CallToolResult:
             """The client's result, once a new session is bound to the client that keeps it (if one does)."""
             return result.to_call_tool_result(new_session=binding.finish(result))
 
         if modern and params.request_state is not None:  # a retry that answers the run's questions
-            exchange = app.exchanges.find(params.request_state, _caller_identity(), digest)
+            digest = arguments_digest(params.name, params.arguments)
+            exchange = app.exchanges.find(params.request_state, owner, digest)
             if exchange is None:
                 message = "unknown or expired requestState: send the call again without it to start a new run"
                 return error_result("invalid_input", message).to_call_tool_result()
@@ -312,11 +313,12 @@ def build_server(app: App, *, one_client: bool = False) -> Server[Any]:
             session=binding.handle,
             reset=arguments.reset,
             timeout_s=float(arguments.timeout_s) if arguments.timeout_s is not None else None,
-            owner=_caller_identity(),
+            owner=owner,
         )
         if modern:
             can_elicit, can_sample = client_can(ctx)
             if can_elicit or can_sample:
+                digest = arguments_digest(params.name, params.arguments)
                 exchange = InputExchange(
                     owner=request.owner, digest=digest, can_elicit=can_elicit, can_sample=can_sample
                 )

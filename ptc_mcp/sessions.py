@@ -22,7 +22,7 @@ import secrets
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, MutableMapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
@@ -48,7 +48,8 @@ class Session:
     handle: str
     owner: str | None
     sandbox: SandboxSession | None = None
-    lock: anyio.Lock = field(default_factory=anyio.Lock)
+    lock: anyio.Lock = field(default_factory=lambda: anyio.Lock(fast_acquire=True))
+    """Uncontended (the usual run), taken without a trip through the event loop."""
     last_used: float = field(default_factory=time.monotonic)
     runs: int = 0
     shared_version: int = -1
@@ -118,9 +119,8 @@ class LocalDirectory:
     async def create(self, session: Session) -> None:
         return None
 
-    @asynccontextmanager
-    async def claim(self, session: Session) -> AsyncIterator[None]:
-        yield
+    def claim(self, session: Session) -> AbstractAsyncContextManager[None]:
+        return nullcontext()
 
     async def leave(self, session: Session) -> None:
         await session.discard_sandbox()
