@@ -184,14 +184,17 @@ class Executor:
                     return await self._run_stateless(request, events, channel, timeout_s)
                 # A new session may wait for room (every session is running a program). That wait counts against
                 # the call's time limit, so it is bounded, and the run gets what is left of it.
-                asked = anyio.current_time()
-                with anyio.move_on_after(timeout_s) as waiting:
-                    session = await self._resolve_session(request)
-                if waiting.cancelled_caught:
-                    return self._not_started(request, timeout_s)
+                session = self._live_session(request)
+                left_s = timeout_s
                 if session is None:
-                    return self._unknown_session(request)
-                left_s = timeout_s - (anyio.current_time() - asked)
+                    asked = anyio.current_time()
+                    with anyio.move_on_after(timeout_s) as waiting:
+                        session = await self._resolve_session(request)
+                    if waiting.cancelled_caught:
+                        return self._not_started(request, timeout_s)
+                    if session is None:
+                        return self._unknown_session(request)
+                    left_s = timeout_s - (anyio.current_time() - asked)
                 await held.enter_async_context(self.sessions.hold(session))
                 await held.enter_async_context(admission.slot())
                 if request.reset:
@@ -229,6 +232,15 @@ class Executor:
             " in time (the wait for a session counts against the time limit); try again shortly",
             session=request.session,
         )
+
+    def _live_session(self, request: ExecuteRequest) -> Session | None:
+        """The session the request continues, when this instance holds it (the usual case: nothing to wait for)."""
+        if request.session is None:
+            return None
+        found = self.sessions.get(request.session, request.owner)
+        if found is not None:
+            found.unclaimed = False
+        return found
 
     async def _resolve_session(self, request: ExecuteRequest) -> Session | None:
         if request.session is None:

@@ -73,6 +73,8 @@ class RunReporter:
         self._last = "started"
         self._pending: list[tuple[StreamName, str]] = []
         self._changed = anyio.Event()
+        self._stopping = anyio.Event()
+        self._stopped = False
         self._sent_events = -1
         self._quiet = False
         self.progress_sent = 0
@@ -119,16 +121,26 @@ class RunReporter:
 
     async def pump(self) -> None:
         """Send changes as they come, at most one batch per ``min_interval_s``, and a heartbeat after
-        ``heartbeat_s`` of silence; runs until cancelled."""
-        while not self._quiet:
+        ``heartbeat_s`` of silence; runs until ``stop()`` (or cancelled)."""
+        while not self._quiet and not self._stopped:
             with anyio.move_on_after(self._heartbeat_s):
                 await self._changed.wait()
+            if self._stopped:
+                return
             if not self._changed.is_set() and self._send_progress is not None:
                 self.heartbeats += 1
                 self._last = f"running for {anyio.current_time() - self._started:.0f} s"
             self._changed = anyio.Event()
             await self.flush()
-            await anyio.sleep(self._min_interval_s)
+            with anyio.move_on_after(self._min_interval_s):
+                await self._stopping.wait()
+
+    def stop(self) -> None:
+        """End ``pump()`` at its next step, without cancelling it (cancelling a task costs more than the run's whole
+        reporting); the caller then ``flush()``es what is left."""
+        self._stopped = True
+        self._stopping.set()
+        self._changed.set()
 
     async def flush(self) -> None:
         """Send what changed since the last batch (the caller also calls this once the run is over)."""

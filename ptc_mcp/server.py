@@ -188,8 +188,10 @@ async def reported(
         return await work(None)
     async with anyio.create_task_group() as pump:
         pump.start_soon(reporter.pump)
-        value = await work(reporter)
-        pump.cancel_scope.cancel()
+        try:
+            value = await work(reporter)
+        finally:
+            reporter.stop()
     await reporter.flush()
     return value
 

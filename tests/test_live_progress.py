@@ -100,3 +100,27 @@ async def test_notifications_are_rate_limited_and_output_to_logs_is_capped() -> 
     text = "".join(value for kind, value in sent if kind == "log")
     assert text.startswith("line 0\nline 1\n")
     assert len(text.encode()) < 1100 and "output truncated" in text
+
+
+async def test_stop_ends_the_pump_at_once_even_while_it_waits_out_its_interval() -> None:
+    sent: list[str] = []
+
+    async def send_progress(progress: float, message: str) -> None:
+        sent.append(message)
+
+    reporter = RunReporter(
+        send_progress=send_progress, send_log=None, max_log_bytes=100, min_interval_s=600, heartbeat_s=600
+    )
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as pump:
+            pump.start_soon(reporter.pump)
+            reporter.call_started("expenses.get_expenses")
+            while not sent:  # the pump sent the change and now waits out its 600 s interval
+                await anyio.sleep(0.01)
+            reporter.call_finished(CallRecord("expenses.get_expenses", 3.0, "ok", 2, 2))
+            reporter.stop()  # no cancellation: the task group can only end because the pump returned
+        await reporter.flush()
+    assert sent == [
+        "0 tool calls · 0 lines · calling expenses.get_expenses",
+        "1 tool call · 0 lines · expenses.get_expenses ok (3 ms)",
+    ]
