@@ -178,10 +178,10 @@ class Executor:
         new = request.session is None
         session: Session | None = None
         try:
-            async with _Admission(self) as admission, AsyncExitStack() as held:
+            async with _Admission(self) as admission:
                 if self.stateless:
-                    await held.enter_async_context(admission.slot())
-                    return await self._run_stateless(request, events, channel, timeout_s)
+                    async with admission.slot():
+                        return await self._run_stateless(request, events, channel, timeout_s)
                 # A new session may wait for room (every session is running a program). That wait counts against
                 # the call's time limit, so it is bounded, and the run gets what is left of it.
                 session = self._live_session(request)
@@ -195,11 +195,10 @@ class Executor:
                     if session is None:
                         return self._unknown_session(request)
                     left_s = timeout_s - (anyio.current_time() - asked)
-                await held.enter_async_context(self.sessions.hold(session))
-                await held.enter_async_context(admission.slot())
-                if request.reset:
-                    await session.discard_sandbox()
-                return await self._run_in(session, request, events, channel, left_s)
+                async with self.sessions.hold(session), admission.slot():
+                    if request.reset:
+                        await session.discard_sandbox()
+                    return await self._run_in(session, request, events, channel, left_s)
         except BusyError as exc:
             return error_result("busy", str(exc), session=request.session)
         except SandboxFailure as exc:  # the shared session map: unreachable, or the run's lease was lost
