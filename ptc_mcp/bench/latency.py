@@ -148,7 +148,11 @@ async def run_latency_bench(
                 config["audit"] = {"file": str(Path(folder) / f"audit-{number}.log")}
                 config_path.write_text(json.dumps(config), encoding="utf-8")
                 command, *args = server.command
-                params = StdioServerParameters(command=command, args=[*args, "serve", "--config", str(config_path)])
+                # Started in the temporary folder: `python -m` puts the working directory first on sys.path, so from
+                # a checkout an --against server would import this checkout's code instead of its own.
+                params = StdioServerParameters(
+                    command=command, args=[*args, "serve", "--config", str(config_path)], cwd=folder
+                )
                 started_before = set(descendants(os.getpid()))
                 server.client = await stack.enter_async_context(Client(params))
                 # The session handle keeps one warm interpreter, whatever protocol version the client negotiated.
