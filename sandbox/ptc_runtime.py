@@ -9,6 +9,7 @@ message to the host, which owns policy, budgets and the real connections.
 import ast
 import asyncio
 import base64
+import collections
 import contextlib
 import difflib
 import errno
@@ -17,6 +18,7 @@ import json
 import linecache
 import os
 import queue
+import select
 import socket
 import sys
 import threading
@@ -319,6 +321,8 @@ class Runtime:
         self.stderr = Capture(self, "stderr")
         self.runs = queue.Queue()
         self.end_mark_fd = None
+        self.reader = None
+        """Stream mode: the host's messages (a ``LineReader``), read on the worker thread itself (``serve``)."""
         self.worker = threading.Thread(target=self._work, name="ptc-program", daemon=True)
 
     # -- output ---------------------------------------------------------------------------------------------------
@@ -375,6 +379,10 @@ class Runtime:
             self.pending[call_id] = ("sync", (event, box), tool)
         self.protocol.send(message)
         try:
+            if self.reader is not None and threading.current_thread() is self.worker:
+                # the loop that reads the host's messages is this thread's, blocked here: read them in its place
+                while not event.is_set():
+                    self._dispatch_line(self.reader.next_line())
             event.wait()
         finally:
             with self.pending_lock:
@@ -401,6 +409,8 @@ class Runtime:
             event, box = target
             box[outcome[0]] = outcome[1]
             event.set()
+        elif threading.current_thread() is self.worker:
+            _settle(target, outcome)  # stream mode: the result was read on the loop's own thread
         else:
             self.loop.call_soon_threadsafe(_settle, target, outcome)
 
@@ -468,6 +478,32 @@ class Runtime:
                 return
             self._run(message)
 
+    def serve(self):
+        """Stream mode's worker: reads the host's messages itself (between runs blocking, during a run on the
+        program's event loop), so no message waits for a hand-off from another thread."""
+        asyncio.set_event_loop(self.loop)
+        self.loop.add_reader(self.reader.fd, self._on_readable)
+        while True:
+            self._dispatch_line(self.reader.next_line())
+            while not self.runs.empty():
+                self._run(self.runs.get())
+
+    def _on_readable(self):
+        lines = self.reader.available_lines()
+        for line in [None] if lines is None else lines:
+            self._dispatch_line(line)
+
+    def _dispatch_line(self, line):
+        """Act on one line from the host (a line that is not JSON is skipped); ``None``, the end of the stream,
+        ends the process: the host closed our stdin, the session is over."""
+        if line is None:
+            os._exit(0)
+        try:
+            message = json.loads(line)
+        except ValueError:
+            return
+        self.dispatch(message)
+
     def _run(self, message):
         self.run_id = message["id"]
         self.calls = 0
@@ -500,15 +536,7 @@ class Runtime:
 
     async def _execute(self, code):
         linecache.cache[PROGRAM_FILE] = (len(code), None, code.splitlines(True), PROGRAM_FILE)
-        tree = ast.parse(code, PROGRAM_FILE, "exec")
-        trailing = None
-        if tree.body and isinstance(tree.body[-1], ast.Expr):
-            trailing = "__ptc_last_value__"
-            last = tree.body[-1]
-            assign = ast.Assign(targets=[ast.Name(id=trailing, ctx=ast.Store())], value=last.value)
-            tree.body[-1] = ast.copy_location(assign, last)
-            ast.fix_missing_locations(tree)
-        compiled = compile(tree, PROGRAM_FILE, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True)
+        compiled, trailing = _compiled(code)
         self.task = asyncio.current_task()
         outcome = eval(compiled, self.namespace)
         if outcome is not None and asyncio.iscoroutine(outcome):
@@ -579,6 +607,31 @@ class Runtime:
                 self.deliver_result(message)
             else:
                 self.cancel()
+
+
+_compile_cache = collections.OrderedDict()
+
+
+def _compiled(code):
+    """The program's code object and the name its last expression's value is stored under (``None``: it ends in a
+    statement); the last few (small) programs' are kept, so a program sent again is not compiled again."""
+    entry = _compile_cache.get(code)
+    if entry is not None:
+        _compile_cache.move_to_end(code)
+        return entry
+    tree = ast.parse(code, PROGRAM_FILE, "exec")
+    trailing = None
+    if tree.body and isinstance(tree.body[-1], ast.Expr):
+        trailing = "__ptc_last_value__"
+        last = tree.body[-1]
+        target = ast.copy_location(ast.Name(id=trailing, ctx=ast.Store()), last)
+        tree.body[-1] = ast.copy_location(ast.Assign(targets=[target], value=last.value), last)
+    compiled = compile(tree, PROGRAM_FILE, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True)
+    if len(code) <= 1 << 16:
+        _compile_cache[code] = (compiled, trailing)
+        if len(_compile_cache) > 32:
+            _compile_cache.popitem(last=False)
+    return compiled, trailing
 
 
 def _settle(future, outcome):
@@ -743,27 +796,65 @@ def _take_stdio():
     return proto_in, proto_out
 
 
+class LineReader:
+    """The host's messages in stream mode: lines from the protocol fd, read by the worker thread only. The fd stays
+    blocking (a socket channel shares it with the writes): a read happens only once ``select`` says it cannot block."""
+
+    def __init__(self, fd):
+        self.fd = fd
+        self._buffer = b""
+        self._lines = collections.deque()
+
+    def next_line(self):
+        """The next line, waiting for it (``None``: the host closed the stream)."""
+        while not self._lines:
+            if not self._read(None):
+                return None
+        return self._lines.popleft()
+
+    def available_lines(self):
+        """The complete lines that have arrived (``None`` at the end of the stream)."""
+        if not self._read(0):
+            return None
+        lines = list(self._lines)
+        self._lines.clear()
+        return lines
+
+    def _read(self, timeout):
+        if not select.select([self.fd], [], [], timeout)[0]:
+            return True  # nothing yet (another reader on this thread took what made the loop see the fd readable)
+        data = os.read(self.fd, 1 << 16)
+        if not data:
+            return False
+        parts = (self._buffer + data).split(b"\n")
+        self._buffer = parts.pop()
+        self._lines.extend(parts)
+        return True
+
+
+def _exit_on_hangup(fd):
+    """The main thread's watch: exit when the host closes our stdin, even while a program keeps the loop busy."""
+    watch = select.poll()
+    watch.register(fd, getattr(select, "POLLRDHUP", 0))
+    while True:
+        for _, events in watch.poll():
+            if events & (select.POLLHUP | select.POLLERR | select.POLLNVAL | getattr(select, "POLLRDHUP", 0)):
+                os._exit(0)
+
+
 def main():
     proto_in, proto_out = _take_stdio()
     protocol = Protocol(proto_out)
     runtime = Runtime(protocol)
     runtime.end_mark_fd = 2
+    runtime.reader = LineReader(proto_in.fileno())
+    runtime.worker = threading.Thread(target=runtime.serve, name="ptc-program", daemon=True)
     sys.stdout = runtime.stdout
     sys.stderr = runtime.stderr
     warnings.showwarning = _show_warning
     runtime.start()
     protocol.send(_ready_message())
-    reader = io.BufferedReader(proto_in, 1 << 16)
-    while True:
-        line = reader.readline()
-        if not line:
-            break
-        try:
-            message = json.loads(line)
-        except ValueError:
-            continue
-        runtime.dispatch(message)
-    os._exit(0)
+    _exit_on_hangup(proto_in.fileno())
 
 
 # -- stepped mode ---------------------------------------------------------------------------------------------------

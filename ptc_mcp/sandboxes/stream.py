@@ -102,6 +102,7 @@ class RuntimeChannel:
         await self._send(run_message(request, with_catalog=fresh_catalog))
         self._catalog_version = request.catalog_version
         done: Done | None = None
+        answering: list[Call] = []  # calls whose answer is not sent yet
         try:
             async with anyio.create_task_group() as calls:
                 while done is None:
@@ -109,12 +110,14 @@ class RuntimeChannel:
                     if isinstance(message, Ready) or message.id != request.run_id:
                         continue  # stray or stale: never taken for this run's protocol
                     if isinstance(message, Call):
-                        calls.start_soon(self._answer, request.run_id, message, call_tool)
+                        answering.append(message)
+                        calls.start_soon(self._answer, request.run_id, message, call_tool, answering)
                     elif isinstance(message, Output):
                         output.write(message.stream, message.data)
                     else:
                         done = message
-                calls.cancel_scope.cancel()  # calls the program left unawaited
+                if answering:  # calls the program left unawaited (cancelling formats the task's repr: only if needed)
+                    calls.cancel_scope.cancel()
         except BaseExceptionGroup as group:
             raise_from_group(group)
         if done is None:  # pragma: no cover - the loop only ends with a done message or an exception
@@ -127,9 +130,12 @@ class RuntimeChannel:
         """Ask the runtime to cancel the run (the caller still enforces a hard deadline)."""
         await self._send(cancel_message(run_id))
 
-    async def _answer(self, run_id: str, message: Call, call_tool: ToolCallHandler) -> None:
-        _, line = await answer_call(run_id, message, call_tool)
-        await self._send_line(line)
+    async def _answer(self, run_id: str, message: Call, call_tool: ToolCallHandler, answering: list[Call]) -> None:
+        try:
+            _, line = await answer_call(run_id, message, call_tool)
+            await self._send_line(line)
+        finally:
+            answering.remove(message)
 
 
 class RawOutput:
@@ -165,6 +171,10 @@ class RawOutput:
         self._held = buffer[hold_from:]
         if text and self.output is not None:
             self.output.write("stderr", self._decoder.decode(bytes(text)))
+
+    def ended(self, run_id: str) -> bool:
+        """Whether the runtime's end mark for ``run_id`` has passed (and the run has not stopped waiting for it)."""
+        return run_id in self._ended
 
     async def wait_for_end(self, run_id: str, timeout_s: float = END_WAIT_S) -> None:
         """Until the runtime's end mark for ``run_id`` has passed (bounded: a dead pipe must not hang a run)."""
