@@ -16,12 +16,14 @@ run. A program can forge the mark; that only ends the wait for its own output ea
 from __future__ import annotations
 
 import codecs
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
-from anyio.abc import ByteReceiveStream, ByteSendStream
+from anyio.abc import ByteReceiveStream, ByteSendStream, TaskGroup
 from anyio.streams.buffered import BufferedByteReceiveStream
+from anyio.streams.memory import MemoryObjectReceiveStream
 
 from ptc_mcp.errors import SandboxFailure, raise_from_group
 from ptc_mcp.sandboxes.base import OutputSink, RunReport, RunRequest, ToolCallHandler
@@ -59,7 +61,7 @@ class RuntimeChannel:
         """The interpreter's raw fd 1/2 output, when the backend reads it: the run waits for its end mark."""
         self._send_stream = send_stream
         self._receive = BufferedByteReceiveStream(receive_stream)
-        self._send_lock = anyio.Lock()
+        self._send_lock = anyio.Lock(fast_acquire=True)  # a free lock costs no trip round the event loop
         self._catalog_version: str | None = None
         self.python_version: str | None = None
 
@@ -102,22 +104,19 @@ class RuntimeChannel:
         await self._send(run_message(request, with_catalog=fresh_catalog))
         self._catalog_version = request.catalog_version
         done: Done | None = None
-        answering: list[Call] = []  # calls whose answer is not sent yet
         try:
-            async with anyio.create_task_group() as calls:
-                while done is None:
-                    message = await self._next_message()
-                    if isinstance(message, Ready) or message.id != request.run_id:
-                        continue  # stray or stale: never taken for this run's protocol
-                    if isinstance(message, Call):
-                        answering.append(message)
-                        calls.start_soon(self._answer, request.run_id, message, call_tool, answering)
-                    elif isinstance(message, Output):
-                        output.write(message.stream, message.data)
-                    else:
-                        done = message
-                if answering:  # calls the program left unawaited (cancelling formats the task's repr: only if needed)
-                    calls.cancel_scope.cancel()
+            async with anyio.create_task_group() as tasks:
+                with _CallAnswerers(tasks, request.run_id, call_tool, self._send_line) as calls:
+                    while done is None:
+                        message = await self._next_message()
+                        if isinstance(message, Ready) or message.id != request.run_id:
+                            continue  # stray or stale: never taken for this run's protocol
+                        if isinstance(message, Call):
+                            calls.answer(message)
+                        elif isinstance(message, Output):
+                            output.write(message.stream, message.data)
+                        else:
+                            done = message
         except BaseExceptionGroup as group:
             raise_from_group(group)
         if done is None:  # pragma: no cover - the loop only ends with a done message or an exception
@@ -130,12 +129,57 @@ class RuntimeChannel:
         """Ask the runtime to cancel the run (the caller still enforces a hard deadline)."""
         await self._send(cancel_message(run_id))
 
-    async def _answer(self, run_id: str, message: Call, call_tool: ToolCallHandler, answering: list[Call]) -> None:
-        try:
-            _, line = await answer_call(run_id, message, call_tool)
-            await self._send_line(line)
-        finally:
-            answering.remove(message)
+
+class _CallAnswerers:
+    """Answers one run's tool calls concurrently: each call goes to an idle answering task, or starts a new one
+    (handing a call over costs a fraction of starting a task). Leaving the ``with`` block (the run is done) ends
+    the idle ones and cancels those still answering: calls the program left unawaited."""
+
+    def __init__(
+        self,
+        tasks: TaskGroup,
+        run_id: str,
+        call_tool: ToolCallHandler,
+        send_line: Callable[[bytes], Awaitable[None]],
+    ) -> None:
+        self._tasks = tasks
+        self._run_id = run_id
+        self._call_tool = call_tool
+        self._send_line = send_line
+        self._queue, self._next = anyio.create_memory_object_stream[Call](math.inf)
+        self._idle = 0
+        self._unanswered = 0
+
+    def __enter__(self) -> _CallAnswerers:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._queue.close()  # idle answerers end
+        self._next.close()  # (each answerer reads through its own clone)
+        if self._unanswered:  # only then: cancelling formats the task's repr (anyio), a cost on every run
+            self._tasks.cancel_scope.cancel()
+
+    def answer(self, call: Call) -> None:
+        self._unanswered += 1
+        if self._idle:
+            self._idle -= 1
+            self._queue.send_nowait(call)
+        else:
+            self._tasks.start_soon(self._serve, call, self._next.clone())
+
+    async def _serve(self, call: Call, calls: MemoryObjectReceiveStream[Call]) -> None:
+        with calls:
+            while True:
+                try:
+                    _, line = await answer_call(self._run_id, call, self._call_tool)
+                    await self._send_line(line)
+                finally:
+                    self._unanswered -= 1
+                self._idle += 1
+                try:
+                    call = await calls.receive()
+                except anyio.EndOfStream:
+                    return
 
 
 class RawOutput:

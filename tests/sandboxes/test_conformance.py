@@ -129,6 +129,52 @@ async def test_tool_calls_reach_the_host_sequentially_and_in_parallel(backend: B
     assert calculator.calls == 50
 
 
+class Searcher(Calculator):
+    """``Calculator`` that also answers ``tools.search`` (a blocking call in the program), with a page of one."""
+
+    async def __call__(self, name: str, arguments: dict[str, Any]) -> Any:
+        if name == "@search":
+            self.calls += 1
+            return {"matches": [{"name": "calc.add"}], "total": 1}
+        return await super().__call__(name, arguments)
+
+
+async def test_a_blocking_call_is_answered_while_an_async_call_is_in_flight(backend: BackendUnderTest) -> None:
+    # tools.search blocks the program's thread (and its event loop) until the host answers; the answer to the
+    # call started before it arrives meanwhile and must still reach the task awaiting it.
+    code = (
+        "pending = asyncio.ensure_future(calc.add(a=1, b=2))\n"
+        "await asyncio.sleep(0)\n"
+        "found = tools.search('add')\n"
+        "await pending, found.total, await calc.add(a=3, b=4)"
+    )
+    async with session_of(backend) as session:
+        report = await run(session, code, handler=Searcher())
+    assert report.ok, report
+    assert report.result == [3, 1, 7]
+
+
+async def test_a_program_sent_again_runs_again_with_the_state_it_finds(backend: BackendUnderTest) -> None:
+    again = "count += 1\nif count == 3:\n    raise ValueError(count)\ncount"
+    async with session_of(backend) as session:
+        await run(session, "count = 0")
+        reports = [await run(session, again) for _ in range(3)]
+    assert [report.result for report in reports[:2]] == [1, 2]
+    assert reports[2].exc_type == "ValueError"
+    assert "line 3" in (reports[2].traceback or "")
+
+
+async def test_calls_left_unawaited_end_with_their_run_and_the_session_goes_on(backend: BackendUnderTest) -> None:
+    calculator = Calculator()
+    async with session_of(backend) as session:
+        left = await run(
+            session, "for i in range(5):\n    asyncio.ensure_future(calc.add(a=i, b=i))\n'left'", handler=calculator
+        )
+        after = await run(session, "await calc.add(a=20, b=22)", handler=calculator)
+    assert left.ok and left.result == "left"
+    assert after.ok and after.result == 42
+
+
 async def test_a_failing_tool_call_raises_a_catchable_tool_error(backend: BackendUnderTest) -> None:
     code = "try:\n    await calc.fail()\nexcept ToolError as exc:\n    caught = exc.error_type\ncaught"
     async with session_of(backend) as session:
