@@ -55,10 +55,17 @@ class RuntimeChannel:
     """Speaks the protocol to one runtime over its stdin/stdout streams."""
 
     def __init__(
-        self, send_stream: ByteSendStream, receive_stream: ByteReceiveStream, raw: RawOutput | None = None
+        self,
+        send_stream: ByteSendStream,
+        receive_stream: ByteReceiveStream,
+        raw: RawOutput | None = None,
+        raw_stream: ByteReceiveStream | None = None,
     ) -> None:
         self.raw = raw
         """The interpreter's raw fd 1/2 output, when the backend reads it: the run waits for its end mark."""
+        self._raw_stream = raw_stream
+        """Where ``raw`` comes from when it is a stream of its own (a pipe): each run reads it up to its end mark."""
+        self._pumping = False
         self._send_stream = send_stream
         self._receive = BufferedByteReceiveStream(receive_stream)
         self._send_lock = anyio.Lock(fast_acquire=True)  # a free lock costs no trip round the event loop
@@ -106,6 +113,8 @@ class RuntimeChannel:
         done: Done | None = None
         try:
             async with anyio.create_task_group() as tasks:
+                if self.raw is not None and self._raw_stream is not None:
+                    tasks.start_soon(self._pump_raw, self.raw, self._raw_stream, output, request.run_id)
                 with _CallAnswerers(tasks, request.run_id, call_tool, self._send_line) as calls:
                     while done is None:
                         message = await self._next_message()
@@ -117,13 +126,31 @@ class RuntimeChannel:
                             output.write(message.stream, message.data)
                         else:
                             done = message
+                    if self.raw is not None:
+                        await self.raw.wait_for_end(request.run_id)
+                if self._pumping:  # the end mark did not come (the wait is bounded): stop reading for this run
+                    tasks.cancel_scope.cancel()
         except BaseExceptionGroup as group:
             raise_from_group(group)
         if done is None:  # pragma: no cover - the loop only ends with a done message or an exception
             raise SandboxFailure("the run ended without a done message")
-        if self.raw is not None:
-            await self.raw.wait_for_end(request.run_id)
         return report_from_done(done)
+
+    async def _pump_raw(self, raw: RawOutput, stream: ByteReceiveStream, output: OutputSink, run_id: str) -> None:
+        """The run's raw output, delivered as its stderr, up to its end mark: then the pump ends by itself (no
+        cancellation, which costs more than the read)."""
+        raw.output = output
+        self._pumping = True
+        try:
+            async for chunk in stream:
+                raw.feed(chunk)
+                if raw.ended(run_id):
+                    return
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            return
+        finally:
+            raw.output = None
+            self._pumping = False
 
     async def cancel(self, run_id: str) -> None:
         """Ask the runtime to cancel the run (the caller still enforces a hard deadline)."""

@@ -17,7 +17,7 @@ import anyio
 from anyio.abc import Process
 
 from ptc_mcp.config import Config
-from ptc_mcp.errors import SandboxFailure, raise_from_group
+from ptc_mcp.errors import SandboxFailure
 from ptc_mcp.sandboxes import sandbox_limits
 from ptc_mcp.sandboxes.base import OutputSink, RunReport, RunRequest, SandboxLimits, ToolCallHandler
 from ptc_mcp.sandboxes.process.isolation import (
@@ -65,39 +65,10 @@ class ProcessSession:
         return self._spec
 
     async def run(self, request: RunRequest, call_tool: ToolCallHandler, output: OutputSink) -> RunReport:
-        pumping: list[bool] = []
         try:
-            async with anyio.create_task_group() as pumps:
-                pumps.start_soon(self._pump_stderr, output, request.run_id, pumping)
-                try:
-                    report = await self._channel.run(request, call_tool, output)
-                except SandboxFailure as failure:
-                    raise SandboxFailure(f"{failure}{await self._exit_note()}", failure.error_type) from None
-                if pumping:  # the end mark did not come (the run waited for it, bounded): stop reading
-                    pumps.cancel_scope.cancel()
-        except BaseExceptionGroup as group:
-            raise_from_group(group)
-        return report
-
-    async def _pump_stderr(self, output: OutputSink, run_id: str, pumping: list[bool]) -> None:
-        """Output written to the real fd 1/2 (C code, child processes), delivered as the run's stderr, up to the
-        run's end mark (after it, the run is over: the pump ends by itself, without a cancellation)."""
-        stream = self._process.stderr
-        raw = self._channel.raw
-        if stream is None or raw is None:
-            return
-        raw.output = output
-        pumping.append(True)
-        try:
-            async for chunk in stream:
-                raw.feed(chunk)
-                if raw.ended(run_id):
-                    return
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-            return
-        finally:
-            raw.output = None
-            pumping.clear()
+            return await self._channel.run(request, call_tool, output)
+        except SandboxFailure as failure:
+            raise SandboxFailure(f"{failure}{await self._exit_note()}", failure.error_type) from None
 
     async def _exit_note(self) -> str:
         with anyio.move_on_after(1):
@@ -174,7 +145,8 @@ class ProcessBackend:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(spec.cleanup)
             raise
-        channel = RuntimeChannel(process.stdin, process.stdout, RawOutput())  # type: ignore[arg-type]
+        # fd 1/2 of the interpreter (C code, child processes) go to its stderr pipe: delivered as the run's stderr
+        channel = RuntimeChannel(process.stdin, process.stdout, RawOutput(), process.stderr)  # type: ignore[arg-type]
         session = ProcessSession(spec, process, channel, on_close=self._sessions.discard)
         try:
             await session._channel.start()
