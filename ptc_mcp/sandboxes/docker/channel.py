@@ -105,11 +105,12 @@ def open_listener(user: str) -> ChannelListener:
 
 
 def handshake(
-    sock: socket.socket, demux: FrameDemux, payload: bytes, timeout_s: float, channel: ChannelListener
+    sock: socket.socket, demux: FrameDemux, payload: bytes, timeout_s: float, channel: ChannelListener | None
 ) -> tuple[bytes, socket.socket | None]:
     """Send ``payload`` on the attach stream; the ``ready`` line from the direct channel (with its socket) when the
-    runtime connects, else from stdout (and ``None``). The listener is closed either way."""
+    runtime connects, else from stdout (and ``None``). The listener, if any, is closed either way."""
     deadline = time.monotonic() + timeout_s
+    waiting_on = [sock] if channel is None else [sock, channel.listener]
     try:
         sock.settimeout(timeout_s)
         sock.sendall(payload)
@@ -117,8 +118,8 @@ def handshake(
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError
-            readable, _, _ = select.select([sock, channel.listener], [], [], remaining)
-            if channel.listener in readable:
+            readable, _, _ = select.select(waiting_on, [], [], remaining)
+            if channel is not None and channel.listener in readable:
                 conn = _accept(channel)
                 try:
                     return _first_line(conn, deadline), conn
@@ -132,7 +133,8 @@ def handshake(
                 demux.feed(data)
         return line, None
     finally:
-        channel.close()
+        if channel is not None:
+            channel.close()
 
 
 def _accept(channel: ChannelListener) -> socket.socket:

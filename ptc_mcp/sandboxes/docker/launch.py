@@ -22,7 +22,7 @@ import docker.errors
 from ptc_mcp.errors import SandboxFailure
 from ptc_mcp.sandboxes.docker.channel import ChannelListener, handshake, open_listener
 from ptc_mcp.sandboxes.docker.settings import DockerSettings
-from ptc_mcp.sandboxes.docker.stream import FrameDemux, blocking_handshake, raw_socket
+from ptc_mcp.sandboxes.docker.stream import FrameDemux, raw_socket
 from ptc_mcp.sandboxes.protocol import Ready, expect_ready, not_started, startup_payload
 
 log = logging.getLogger(__name__)
@@ -100,10 +100,7 @@ def launch(
         api.start(container_id)
         connected: socket.socket | None = None
         try:
-            if channel is None:
-                line = blocking_handshake(sock, demux, startup_payload(), settings.start_timeout_s)
-            else:
-                line, connected = handshake(sock, demux, startup_payload(), settings.start_timeout_s, channel)
+            line, connected = handshake(sock, demux, startup_payload(), settings.start_timeout_s, channel)
         except TimeoutError:
             raise not_started(settings.start_timeout_s) from None
         except (EOFError, OSError):

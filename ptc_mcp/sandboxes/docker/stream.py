@@ -12,7 +12,6 @@ from __future__ import annotations
 import socket
 import ssl
 import struct
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -88,23 +87,6 @@ class FrameDemux:
     @property
     def idle(self) -> bool:
         return not self._buffer and not self.stdout
-
-
-def blocking_handshake(sock: socket.socket, demux: FrameDemux, payload: bytes, timeout_s: float) -> bytes:
-    """Send ``payload`` and return the first stdout line (the runtime's ``ready``), on a blocking socket."""
-    deadline = time.monotonic() + timeout_s
-    sock.settimeout(timeout_s)
-    sock.sendall(payload)
-    while (line := demux.take_line()) is None:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError
-        sock.settimeout(remaining)
-        data = sock.recv(_RECV_BYTES)
-        if not data:
-            raise EOFError
-        demux.feed(data)
-    return line
 
 
 class AttachedStream(ByteStream):
