@@ -20,7 +20,6 @@ from mcp.server.auth.routes import build_resource_metadata_url, create_protected
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.lowlevel import Server
 from mcp.server.sse import SseServerTransport
-from mcp.server.stdio import stdio_server
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -34,6 +33,7 @@ from ptc_mcp.config.remote import DEFAULT_MAX_REQUEST_BODY_BYTES, RemoteConfig
 from ptc_mcp.errors import ConfigError
 from ptc_mcp.listening import listening_socket
 from ptc_mcp.server import initialization_options
+from ptc_mcp.stdio_pipes import serve_stdio_streams
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 async def serve_stdio(server: Server[Any]) -> None:
-    async with stdio_server() as (read_stream, write_stream):
+    async with serve_stdio_streams() as (read_stream, write_stream):
         await server.run(read_stream, write_stream, initialization_options(server))
 
 
