@@ -15,6 +15,7 @@ whose client can answer questions (elicitation, sampling: ``ptc_mcp.interaction`
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
@@ -469,7 +470,14 @@ class _WatchedRun:
         return await self._tools(name, arguments)
 
     def call_recorded(self, record: CallRecord, arguments: dict[str, Any]) -> None:
-        """Every call attempt (``RunTools.observer``): one audit line, and the event for downstream calls."""
+        """Every call attempt (``RunTools.observer``): one audit line, and the event for downstream calls.
+
+        Both are written one turn of the event loop later, once the answer is on its way to the program: the answer
+        does not wait for the audit file, and the line is still written before the run's own (which needs the
+        program's ``done``, many turns later). ptc-mcp serves on asyncio (``anyio`` has no ``call_soon``)."""
+        asyncio.get_running_loop().call_soon(self._record, record, arguments)
+
+    def _record(self, record: CallRecord, arguments: dict[str, Any]) -> None:
         self._audit.call(
             session=self._session, run_id=self._run_id, record=record, arguments=arguments, caller=self._caller
         )

@@ -186,9 +186,10 @@ class DownstreamServer:
         call = object()
         self._in_flight[call] = CURRENT_INTERACTION.get()
         try:
-            with anyio.fail_after(timeout):
-                return await link.client.call_tool(tool, arguments or {})
-        except TimeoutError:
+            # The SDK's own request timeout (it also sends the server a cancel): no second cancel scope on the hot
+            # path. It keeps counting while the server asks the user a question (docs/questions.md#time).
+            return await link.client.call_tool(tool, arguments or {}, read_timeout_seconds=timeout)
+        except TimeoutError:  # the transport's own bounded write
             raise ToolCallError("timeout", f"{where} timed out after {timeout:g} s") from None
         except MCPError as exc:
             if exc.code == types.CONNECTION_CLOSED:
