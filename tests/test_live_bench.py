@@ -56,6 +56,9 @@ async def test_the_latency_bench_measures_another_server_in_the_same_rounds(tmp_
     assert "| measurement | old | this | ratio | target |" in text
     assert f"`old` (`{against}`)" in text
     assert "| CPU time | old | this | ratio |" in text
+    floor = report["pipe_floor_ms"]  # the machine's floor, no ptc-mcp code: two bare processes over pipes
+    assert floor["n"] == 4 and 0 < floor["p50"] < report["direct_call_ms"]["p50"]
+    assert f"| the floor: two bare processes, one message each way over pipes | {floor['p50']:.3f} /" in text
 
 
 def test_the_cli_scales_the_benchmarks_down() -> None:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import anyio
 from mcp import Client, StdioServerParameters
 
 from ptc_mcp.bench.backends import KINDS, measure_backends
@@ -48,6 +49,15 @@ for _ in range({calls}):
 samples
 """
 THIS = "this"
+ECHO_CHILD = """
+import os
+while True:
+    data = os.read(0, 65536)
+    if not data:
+        break
+    os.write(1, data)
+"""
+"""The other end of the pipe floor: a bare interpreter that writes back what it reads."""
 TARGETS = {"round_trip_ms": "p50 ≤ 1.5 ms", "nested_overhead_ms": "p50 ≤ 0.2 ms"}
 
 
@@ -120,6 +130,26 @@ async def _nested(server: Served) -> list[float]:
     return samples
 
 
+async def _pipe_floor(gap_ms: float, runs: int) -> dict[str, float]:
+    """One message each way between two bare processes over pipes, after idling ``gap_ms`` (a direct call's time).
+
+    A nested call adds two such trips (program → host, host → program) after the host and the sandbox waited for the
+    downstream server; on a VM, waking an idle process costs more than the trip itself. No ptc-mcp code runs here:
+    this is the machine's floor for what a nested call can add.
+    """
+    samples: list[float] = []
+    async with await anyio.open_process([sys.executable, "-c", ECHO_CHILD]) as echo:
+        assert echo.stdin is not None and echo.stdout is not None
+        for _ in range(min(WARMUP, runs) + runs):
+            await anyio.sleep(gap_ms / 1000)
+            started = time.perf_counter()
+            await echo.stdin.send(b"x\n")
+            await echo.stdout.receive()
+            samples.append(_ms(started))
+        await echo.stdin.aclose()
+    return summary(samples[min(WARMUP, runs) :])
+
+
 async def run_latency_bench(
     runs: int = 300,
     output: str | None = "docs/benchmarks.md",
@@ -188,6 +218,7 @@ async def run_latency_bench(
         "isolated": isolated,
         "machine": machine(),
         "direct_call_ms": summary(direct),
+        "pipe_floor_ms": await _pipe_floor(summary(direct)["p50"], runs),
         "direct_call_cpu_ms": direct_cpu_ms,
         **{key: value for key, value in reports[-1].items() if key not in ("label", "command")},
     }
@@ -213,6 +244,12 @@ def _rows(report: dict[str, Any]) -> list[tuple[str, str, dict[str, Any] | None]
     ]
 
 
+PIPE_FLOOR_LABEL = "the floor: two bare processes, one message each way over pipes"
+PIPE_FLOOR_NOTE = (
+    "The floor is no ptc-mcp code: two bare interpreters exchange one line each way over pipes after idling as long "
+    "as the direct call takes (`_pipe_floor`). A nested call adds two such trips (program → host → program), so on "
+    "this machine nothing that runs the program in another process can add less."
+)
 CPU_ROWS = (
     ("CPU time of one round trip (client, server, sandbox)", "round_trip"),
     ("CPU time of one nested call (with the downstream server's)", "nested_call"),
@@ -235,6 +272,8 @@ def _print(report: dict[str, Any]) -> None:
             print(f"{name:<64} p50 {stats['p50']:8.3f} ms   p95 {stats['p95']:8.3f} ms", file=sys.stderr)
             if shared:
                 break
+    floor = report["pipe_floor_ms"]
+    print(f"{PIPE_FLOOR_LABEL:<64} p50 {floor['p50']:8.3f} ms   p95 {floor['p95']:8.3f} ms", file=sys.stderr)
     print(f"CPU of a direct call: {report['direct_call_cpu_ms']:.3f} ms", file=sys.stderr)
     for label, key in CPU_ROWS:
         for server in servers:
@@ -251,6 +290,7 @@ stdio; the series are measured interleaved in one run, so machine noise hits the
     if "servers" in report:
         return head + _compared(report)
     rt, d, n, o = (report[key] for _, key, _ in _rows(report))
+    f = report["pipe_floor_ms"]
     target_rt, target_o = TARGETS["round_trip_ms"], TARGETS["nested_overhead_ms"]
     return (
         head
@@ -261,6 +301,9 @@ stdio; the series are measured interleaved in one run, so machine noise hits the
 | direct MCP call of `expenses.get_custom_budget` | {d["p50"]:.3f} | {d["p95"]:.3f} | {d["n"]:.0f} | |
 | the same call from inside a program | {n["p50"]:.3f} | {n["p95"]:.3f} | {n["n"]:.0f} | |
 | **time a nested call adds** | **{o["p50"]:.3f}** | {o["p95"]:.3f} | | {target_o} |
+| {PIPE_FLOOR_LABEL} | {f["p50"]:.3f} | {f["p95"]:.3f} | {f["n"]:.0f} | |
+
+{PIPE_FLOOR_NOTE}
 
 {CPU_NOTE} Direct call: {report["direct_call_cpu_ms"]:.3f} ms.
 
@@ -291,7 +334,11 @@ def _compared(report: dict[str, Any]) -> str:
             f"| {label} | {old['p50']:.3f} / {old['p95']:.3f} | {new['p50']:.3f} / {new['p95']:.3f} | {ratio} "
             f"| {TARGETS.get(key, '')} |"
         )
+    floor = report["pipe_floor_ms"]
     lines += [
+        f"| {PIPE_FLOOR_LABEL} | {floor['p50']:.3f} / {floor['p95']:.3f} | (the same) | | |",
+        "",
+        PIPE_FLOOR_NOTE,
         "",
         f"{CPU_NOTE} Direct call: {report['direct_call_cpu_ms']:.3f} ms.",
         "",
