@@ -67,7 +67,14 @@ def claimed_pipes(stdin_fd: int = 0, stdout_fd: int = 1) -> Iterator[tuple[PipeL
             os.dup2(null, stdin_fd)
         finally:
             os.close(null)
-        os.dup2(2, stdout_fd)
+        try:
+            os.dup2(2, stdout_fd)
+        except OSError:  # no stderr (a client that closed it): stray output goes nowhere
+            sink = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(sink, stdout_fd)
+            finally:
+                os.close(sink)
         os.set_blocking(wire_in, False)
         os.set_blocking(wire_out, False)
         yield PipeLines(wire_in), PipeWriter(wire_out)

@@ -140,3 +140,17 @@ def test_fds_0_and_1_are_claimed_while_serving_and_restored_after() -> None:
     assert json.loads(wire) == {"echo": {"n": 1}}
     assert json.loads(after) == {"stray_stdin": "", "blocking": True}  # fd 1 is the wire again, blocking
     assert done.stderr == b"stray\n" and b"stray\n" not in done.stdout
+
+
+def test_without_a_stderr_stray_output_goes_nowhere_and_the_wire_still_works() -> None:
+    closing_stderr = CLAIMING.replace(
+        "    with claimed_pipes() as pipes:", "    os.close(2)\n    with claimed_pipes() as pipes:"
+    )
+    assert closing_stderr != CLAIMING
+    done = subprocess.run(
+        [sys.executable, "-c", closing_stderr], input=b'{"n": 2}\n', capture_output=True, timeout=60, check=True
+    )
+    wire, after = done.stdout.decode().splitlines()
+    assert json.loads(wire) == {"echo": {"n": 2}}  # the stray write went to the null device, not the wire
+    assert json.loads(after)["stray_stdin"] == ""
+    assert done.stderr == b""
