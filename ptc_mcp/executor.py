@@ -326,6 +326,7 @@ class Executor:
             finished = True
         finally:
             interaction.close()  # questions of this run still waiting for the client are withdrawn
+            watched.write_records()  # the calls' lines before the run's, however the run ended
             if not finished or error is not None or _exhausted(report):
                 with anyio.CancelScope(shield=True):
                     await session.discard_sandbox()
@@ -450,6 +451,7 @@ class _WatchedRun:
         self._run_id = run_id
         self._caller = caller
         self.output_bytes = 0
+        self._unwritten: list[tuple[CallRecord, dict[str, Any]]] = []
         tools.observer = self.call_recorded
 
     def write(self, stream: StreamName, text: str) -> None:
@@ -472,17 +474,22 @@ class _WatchedRun:
     def call_recorded(self, record: CallRecord, arguments: dict[str, Any]) -> None:
         """Every call attempt (``RunTools.observer``): one audit line, and the event for downstream calls.
 
-        Both are written one turn of the event loop later, once the answer is on its way to the program: the answer
-        does not wait for the audit file, and the line is still written before the run's own (which needs the
-        program's ``done``, many turns later). ptc-mcp serves on asyncio (``anyio`` has no ``call_soon``)."""
-        asyncio.get_running_loop().call_soon(self._record, record, arguments)
+        Both are written one turn of the event loop later, once the answer is on its way to the program, so the
+        answer does not wait for the audit file; the executor calls ``write_records`` before the run's own line, so
+        they always precede it. ptc-mcp serves on asyncio (``anyio`` has no ``call_soon``)."""
+        if not self._unwritten:
+            asyncio.get_running_loop().call_soon(self.write_records)
+        self._unwritten.append((record, arguments))
 
-    def _record(self, record: CallRecord, arguments: dict[str, Any]) -> None:
-        self._audit.call(
-            session=self._session, run_id=self._run_id, record=record, arguments=arguments, caller=self._caller
-        )
-        if self._events is not None and record.tool not in DISCOVERY:
-            self._events.call_finished(record)
+    def write_records(self) -> None:
+        """Write the call records not written yet (the deferred ones of ``call_recorded``)."""
+        unwritten, self._unwritten = self._unwritten, []
+        for record, arguments in unwritten:
+            self._audit.call(
+                session=self._session, run_id=self._run_id, record=record, arguments=arguments, caller=self._caller
+            )
+            if self._events is not None and record.tool not in DISCOVERY:
+                self._events.call_finished(record)
 
 
 class _Admission:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import sys
+from typing import Any
+
 import anyio
 import pytest
 
 from ptc_mcp.executor import ExecuteRequest
 from tests.conftest import OpenTestApp
+from tests.downstream.servers import FIXTURE_SERVER
 
 pytestmark = pytest.mark.anyio
 
@@ -67,3 +71,28 @@ async def test_a_session_nobody_continued_expires_sooner_than_one_that_was_conti
             still = await app.executor.execute(ExecuteRequest(code="y", session=kept.session))
     assert gone.error_type == "invalid_input"
     assert still.result == 1
+
+
+@pytest.mark.parametrize(
+    ("ending", "program"),
+    [
+        ("done", "await fx.echo(text='a')\nawait fx.echo(text='b')"),
+        ("a call left unawaited", "await fx.echo(text='a')\nasyncio.ensure_future(fx.sleep(seconds=60))"),
+        ("the time limit, mid-call", "await fx.echo(text='a')\nawait fx.sleep(seconds=60)"),
+    ],
+)
+async def test_a_runs_call_lines_are_written_before_its_run_line_however_it_ends(
+    open_test_app: OpenTestApp, ending: str, program: str
+) -> None:
+    # Call lines are written one loop turn after the call (the answer goes first); the run's line still comes last.
+    servers = {"fx": {"command": sys.executable, "args": [str(FIXTURE_SERVER)]}}
+    async with open_test_app(servers=servers, limits={"timeout_s": 3}) as app:
+        lines: list[dict[str, Any]] = []
+        app.executor.audit.observe(lines.append)
+        result = await app.executor.execute(ExecuteRequest(code=program))
+    assert result.error_type == (None if ending != "the time limit, mid-call" else "timeout"), result
+    events = [line["event"] for line in lines]
+    assert events[-1] == "run", events
+    assert events.count("run") == 1, events
+    outcomes = [line["outcome"] for line in lines if line["event"] == "call"]
+    assert outcomes == ["ok", "ok" if ending == "done" else "cancelled"], outcomes
