@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -19,10 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx2
 import mcp_types as types
 import pytest
 import uvicorn
 from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
 
 from ptc_mcp.sandboxes.process.isolation import default_scratch_root, processes_of_user
 from ptc_mcp.server import TOOL_NAME, build_server
@@ -40,8 +43,9 @@ QUEUED = 8
 class Flood:
     """Samples, while a flood runs, how many sandboxes are alive and how long ``tools/list`` takes."""
 
-    def __init__(self, secured: Secured) -> None:
+    def __init__(self, secured: Secured, list_within_s: float) -> None:
         self.secured = secured
+        self.list_within_s = list_within_s
         self.peak_alive = 0
         self.peak_running = 0
         self.list_latencies: list[float] = []
@@ -52,8 +56,9 @@ class Flood:
             self.peak_alive = max(self.peak_alive, alive)
             self.peak_running = max(self.peak_running, self.secured.app.executor.running)
             started = time.monotonic()
-            with anyio.fail_after(10):
+            with anyio.move_on_after(self.list_within_s) as waited:
                 listed = await lister.list_tools()
+            assert not waited.cancelled_caught, f"tools/list took over {self.list_within_s} s during the flood"
             assert [tool.name for tool in listed.tools] == [TOOL_NAME]
             self.list_latencies.append(time.monotonic() - started)
             await anyio.sleep(0.05)
@@ -72,7 +77,7 @@ def _outcomes(results: list[types.CallToolResult]) -> dict[str, int]:
 async def test_a_flood_of_runs_that_hit_a_limit_is_bounded_and_tools_list_answers_throughout(
     secured: Secured,
 ) -> None:
-    flood = Flood(secured)
+    flood = Flood(secured, list_within_s=5)
     results: list[types.CallToolResult] = []
 
     async def one() -> None:
@@ -91,7 +96,7 @@ async def test_a_flood_of_runs_that_hit_a_limit_is_bounded_and_tools_list_answer
     assert CONCURRENT <= counts["timeout"] <= CONCURRENT + QUEUED
     assert flood.peak_running <= CONCURRENT
     assert flood.peak_alive <= CONCURRENT
-    assert flood.list_latencies and max(flood.list_latencies) < 5
+    assert flood.list_latencies
     await secured.assert_serving()
 
 
@@ -153,12 +158,19 @@ async def served_over_http(secured: Secured) -> AsyncIterator[str]:
 async def test_a_flood_over_real_streamable_http_is_bounded_and_cleaned_up(secured: Secured) -> None:
     if secured.kind != "process":
         pytest.skip("one backend is enough for the transport: the flood itself runs on every backend in process")
-    flood = Flood(secured)
+    # 100 HTTP clients share this process's event loop with the server.
+    flood = Flood(secured, list_within_s=10)
     results: list[types.CallToolResult] = []
     async with served_over_http(secured) as url:
+        # One TLS context for every client: httpx builds one per client otherwise (~50 ms of CPU loading CA
+        # certificates, on the event loop this process shares with the server: 100 clients stalled it ~5 s).
+        tls = ssl.create_default_context()
 
         async def one() -> None:
-            async with Client(url) as client:
+            async with (
+                httpx2.AsyncClient(verify=tls, timeout=httpx2.Timeout(30, read=300)) as http,
+                Client(streamable_http_client(url, http_client=http)) as client,
+            ):
                 with anyio.fail_after(90):
                     results.append(await client.call_tool(TOOL_NAME, {"code": "while True: pass", "timeout_s": 1}))
 
@@ -175,7 +187,7 @@ async def test_a_flood_over_real_streamable_http_is_bounded_and_cleaned_up(secur
     assert counts.get("timeout", 0) >= 1 and counts.get("busy", 0) >= 1, counts
     assert flood.peak_running <= CONCURRENT
     assert flood.peak_alive <= CONCURRENT
-    assert max(flood.list_latencies) < 15  # 100 HTTP clients share this process's event loop with the server
+    assert flood.list_latencies
     await secured.assert_serving()
 
 
