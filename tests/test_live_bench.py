@@ -59,6 +59,22 @@ async def test_the_latency_bench_measures_another_server_in_the_same_rounds(tmp_
     floor = report["pipe_floor_ms"]  # the machine's floor, no ptc-mcp code: two bare processes over pipes
     assert floor["n"] == 4 and 0 < floor["p50"] < report["direct_call_ms"]["p50"]
     assert f"| the floor: two bare processes, one message each way over pipes | {floor['p50']:.3f} /" in text
+    # What a nested call adds is a difference of two series: a p50, never a p95 (which could fall below it).
+    for server in (old, new):
+        overhead = server["nested_overhead_ms"]
+        assert overhead == {"p50": server["nested_call_ms"]["p50"] - report["direct_call_ms"]["p50"]}
+    assert f"| {old['nested_overhead_ms']['p50']:.3f} / — | {new['nested_overhead_ms']['p50']:.3f} / — |" in text
+
+
+async def test_the_latency_bench_alone_tables_one_server_and_the_overhead_as_a_p50(tmp_path: Path) -> None:
+    output = tmp_path / "benchmarks.md"
+    report = await run_latency_bench(runs=4, output=str(output), backends=())
+    assert "servers" not in report and report["round_trip_ms"]["n"] == 4
+    overhead = report["nested_overhead_ms"]
+    assert overhead == {"p50": report["nested_call_ms"]["p50"] - report["direct_call_ms"]["p50"]}
+    text = output.read_text()
+    assert "| measurement | p50 (ms) | p95 (ms) | n | target |" in text
+    assert f"| **time a nested call adds** (the p50s' difference) | **{overhead['p50']:.3f}** | — |" in text
 
 
 def test_the_cli_scales_the_benchmarks_down() -> None:
