@@ -28,7 +28,7 @@ from ptc_mcp.sandboxes.process.isolation import (
     reap_stale_scratch_dirs,
 )
 from ptc_mcp.sandboxes.protocol import PYTHON_ARGS
-from ptc_mcp.sandboxes.stream import RawOutput, RuntimeChannel
+from ptc_mcp.sandboxes.stream import RawOutput, RawPipe, RuntimeChannel
 from ptc_mcp.sandboxes.warm_pool import WarmPool
 
 log = logging.getLogger(__name__)
@@ -89,6 +89,7 @@ class ProcessSession:
             with anyio.move_on_after(EXIT_WAIT_S):
                 await self._process.wait()
             await self._process.aclose()
+            self._channel.close()
             await anyio.to_thread.run_sync(self._spec.cleanup)
 
 
@@ -136,17 +137,23 @@ class ProcessBackend:
                 [self._python, *PYTHON_ARGS], self._limits, use_bubblewrap=self._use_bubblewrap, wrapper=self._wrapper
             )
         )
+        # fd 1/2 of the interpreter (C code, child processes) go to a pipe of their own: delivered as the run's stderr
+        raw_read, raw_write = os.pipe()
         try:
-            process = await anyio.open_process(spec.argv, **spec.process_kwargs())
+            process = await anyio.open_process(spec.argv, stderr=raw_write, **spec.process_kwargs())
         except OSError as exc:
+            os.close(raw_read)
             spec.cleanup()
             raise SandboxFailure(f"cannot start the sandbox interpreter: {exc}") from None
         except BaseException:  # cancelled (a run's time limit, which counts its wait, ended during the start)
+            os.close(raw_read)
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(spec.cleanup)
             raise
-        # fd 1/2 of the interpreter (C code, child processes) go to its stderr pipe: delivered as the run's stderr
-        channel = RuntimeChannel(process.stdin, process.stdout, RawOutput(), process.stderr)  # type: ignore[arg-type]
+        finally:
+            os.close(raw_write)
+        raw = RawOutput()
+        channel = RuntimeChannel(process.stdin, process.stdout, raw, RawPipe(raw_read, raw))  # type: ignore[arg-type]
         session = ProcessSession(spec, process, channel, on_close=self._sessions.discard)
         try:
             await session._channel.start()
