@@ -166,6 +166,8 @@ async def test_filling_tmp_is_a_disk_limit_the_host_disk_is_untouched_and_the_sp
         pytest.param("while True: print('x' * 1000)", id="stdout"),
         pytest.param("import sys\nwhile True: sys.stderr.write('y' * 1000 + '\\n')", id="stderr"),
         pytest.param("import os\nwhile True: os.write(1, b'z' * 65536)", id="raw-fd"),
+        # after a call the run answers calls in a task group of its own: the flood must end that run too
+        pytest.param("tools.search('x')\nimport os\nwhile True: os.write(1, b'z' * 65536)", id="raw-fd-after-a-call"),
         pytest.param(
             "import subprocess, sys\n"
             "subprocess.run([sys.executable, '-c', 'import os\\nwhile True: os.write(2, b\"c\" * 65536)'])",
