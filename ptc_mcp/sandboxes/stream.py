@@ -69,10 +69,10 @@ class RuntimeChannel:
         raw: RawOutput | None = None,
         raw_pipe: RawPipe | None = None,
     ) -> None:
-        self.raw = raw
+        self.raw = raw_pipe.raw if raw_pipe is not None else raw
         """The interpreter's raw fd 1/2 output, when the backend reads it: the run waits for its end mark."""
         self._raw_pipe = raw_pipe
-        """Where ``raw`` comes from when it is a pipe of its own: read while a run is in progress."""
+        """Where ``raw`` comes from when it is a pipe of its own (given instead of ``raw``): read during a run."""
         self._send_stream = send_stream
         self._receive = BufferedByteReceiveStream(receive_stream)
         self._send_lock = anyio.Lock(fast_acquire=True)  # a free lock costs no trip round the event loop
@@ -121,7 +121,7 @@ class RuntimeChannel:
         await self._send(run_message(request, with_catalog=fresh_catalog))
         self._catalog_version = request.catalog_version
         done: Done | None = None
-        pipe = self._raw_pipe if self.raw is not None else None
+        pipe = self._raw_pipe
         try:
             with anyio.CancelScope() as scope:
                 if pipe is not None:
@@ -292,10 +292,10 @@ class RawPipe:
     in progress: a reader callback on the event loop (ptc-mcp serves on asyncio), so a run starts no task for it.
     Between runs nobody reads it: what arrives then waits in the pipe for the next run, as the end marks expect."""
 
-    def __init__(self, fd: int, raw: RawOutput) -> None:
+    def __init__(self, fd: int) -> None:
         os.set_blocking(fd, False)
         self._fd: int | None = fd
-        self._raw = raw
+        self.raw = RawOutput()
         self._loop: asyncio.AbstractEventLoop | None = None
         """The event loop whose reader callback reads the pipe, while a run does."""
         self._end_run: Callable[[], object] | None = None
@@ -303,7 +303,7 @@ class RawPipe:
 
     def start(self, output: OutputSink, end_run: Callable[[], object]) -> None:
         """Deliver what arrives to ``output``; a failure to deliver it (a flood past the cap) calls ``end_run``."""
-        self._raw.output = output
+        self.raw.output = output
         self._end_run = end_run
         self._failure = None  # a run that ended otherwise (cancelled) may have left one behind
         if self._fd is not None:
@@ -334,7 +334,7 @@ class RawPipe:
             self._stop_reading()
             return False
         try:
-            self._raw.feed(data)
+            self.raw.feed(data)
         except Exception as exc:  # the run's output limit (a flood): the run ends with it
             self._failure = exc
             self._stop_reading()
@@ -346,7 +346,7 @@ class RawPipe:
     def stop(self) -> None:
         """The run is over: stop reading (what comes later waits in the pipe for the next run)."""
         self._stop_reading()
-        self._raw.output = None
+        self.raw.output = None
         self._end_run = None
 
     def take_failure(self) -> Exception | None:

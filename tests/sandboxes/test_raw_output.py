@@ -66,9 +66,8 @@ class Capped(Collected):
 @pytest.fixture
 def pipe() -> Iterator[tuple[RawOutput, RawPipe, int]]:
     read_end, write_end = os.pipe()
-    raw = RawOutput()
-    raw_pipe = RawPipe(read_end, raw)
-    yield raw, raw_pipe, write_end
+    raw_pipe = RawPipe(read_end)
+    yield raw_pipe.raw, raw_pipe, write_end
     raw_pipe.close()
     os.close(write_end)
 
@@ -139,7 +138,7 @@ async def test_a_flood_through_the_pipe_ends_the_run_with_the_sinks_error(
 @pytest.mark.anyio
 async def test_the_end_of_the_pipe_stops_the_reading() -> None:
     read_end, write_end = os.pipe()
-    raw_pipe, collected = RawPipe(read_end, RawOutput()), Collected()
+    raw_pipe, collected = RawPipe(read_end), Collected()
     os.write(write_end, b"bye")
     os.close(write_end)  # nobody can write any more: the interpreter and its children are gone
     raw_pipe.start(collected, lambda: None)

@@ -28,7 +28,7 @@ from ptc_mcp.sandboxes.process.isolation import (
     reap_stale_scratch_dirs,
 )
 from ptc_mcp.sandboxes.protocol import PYTHON_ARGS
-from ptc_mcp.sandboxes.stream import RawOutput, RawPipe, RuntimeChannel
+from ptc_mcp.sandboxes.stream import RawPipe, RuntimeChannel
 from ptc_mcp.sandboxes.warm_pool import WarmPool
 
 log = logging.getLogger(__name__)
@@ -152,8 +152,7 @@ class ProcessBackend:
             raise
         finally:
             os.close(raw_write)
-        raw = RawOutput()
-        channel = RuntimeChannel(process.stdin, process.stdout, raw, RawPipe(raw_read, raw))  # type: ignore[arg-type]
+        channel = RuntimeChannel(process.stdin, process.stdout, raw_pipe=RawPipe(raw_read))  # type: ignore[arg-type]
         session = ProcessSession(spec, process, channel, on_close=self._sessions.discard)
         try:
             await session._channel.start()
