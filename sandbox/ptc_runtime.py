@@ -769,25 +769,36 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
     sys.stderr.write(text)
 
 
-def _channel_fd():
-    """The host's direct channel (``CHANNEL_ENV``), connected before any program runs; ``None``: use stdin/stdout."""
+def _channel_fds():
+    """The host's direct channel (``CHANNEL_ENV``), connected twice before any program runs: the protocol's socket,
+    then the socket fds 1 and 2 go to (the host takes them in this order). ``None``: use stdin/stdout."""
     path = os.environ.pop(CHANNEL_ENV, None)
     if not path:
         return None
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    protocol = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        sock.connect(path)
+        protocol.connect(path)
     except OSError:  # not reachable here (a remote engine, Docker Desktop's VM): the host waits on stdout too
-        sock.close()
+        protocol.close()
         return None
-    return sock.detach()
+    raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    raw.connect(path)  # the host waits for this one: failing now (it cannot) ends the runtime, which it reports
+    return protocol.detach(), raw.detach()
 
 
 def _take_stdio():
-    """Move the protocol off fds 0 and 1 so nothing the program does can read or write it."""
-    channel = _channel_fd()
-    proto_in = os.fdopen(os.dup(0) if channel is None else channel, "rb", buffering=0)
-    proto_out = os.fdopen(os.dup(1 if channel is None else channel), "wb", buffering=0)
+    """Move the protocol off fds 0 and 1 so nothing the program does can read or write it; fds 1 and 2 become the
+    raw output's (stderr's, or the direct channel's second socket)."""
+    channel = _channel_fds()
+    if channel is None:
+        proto_in = os.fdopen(os.dup(0), "rb", buffering=0)
+        proto_out = os.fdopen(os.dup(1), "wb", buffering=0)
+    else:
+        proto, raw = channel
+        proto_in = os.fdopen(proto, "rb", buffering=0)
+        proto_out = os.fdopen(os.dup(proto), "wb", buffering=0)
+        os.dup2(raw, 2)
+        os.close(raw)
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)

@@ -170,6 +170,7 @@ async def _sample(kind: str, backends: Backends, series: Series) -> None:
         await run(session, "print(1)")
         series.pool_start_print.append((time.perf_counter() - started) * 1000)
         series.pool_misses += 0 if pool is None else pool.missed - missed
+        await _refilled(backends.warm)  # a live session is measured alone, not beside the pool's refill
     else:
         session = await backends.cold.start_session()
     try:

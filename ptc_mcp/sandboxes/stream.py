@@ -12,8 +12,9 @@ run's ``done``. The runtime therefore ends each run by writing ``protocol.END_MA
 and the host waits (briefly) for that mark before it closes the run: everything written before it belongs to the
 run. A program can forge the mark; that only ends the wait for its own output early.
 
-``RawPipe``: where a local interpreter's fds 1 and 2 go (process backend), read during a run by a reader callback on
-the event loop, not by a task of its own: a task per run (start, wake-ups, the wait for the mark) cost ~0.3 ms of a
+``RawPipe``: where a local interpreter's fds 1 and 2 go (a pipe for process and srt, the direct channel's second
+socket for docker on a local engine), read during a run by a reader callback on the event loop, not by a task of
+its own: a task per run (start, wake-ups, the wait for the mark) cost ~0.3 ms of a
 ~4.5 ms round trip here. The mark is written before ``done``, so when ``done`` arrives it is already in the pipe:
 the run reads what is there and, in the usual case, has its mark without waiting.
 """
@@ -24,6 +25,7 @@ import asyncio
 import codecs
 import math
 import os
+import select
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -314,6 +316,14 @@ class RawPipe:
     def reading(self) -> bool:
         """Whether a run is reading the pipe (not before a run, after it, or after its end or a flood)."""
         return self._loop is not None
+
+    @property
+    def quiet(self) -> bool:
+        """Between runs: nothing waits in the pipe, and it has not ended (a warm interpreter must be silent)."""
+        if self._fd is None:
+            return False
+        readable, _, _ = select.select([self._fd], [], [], 0)
+        return not readable
 
     def drain(self) -> None:
         """Read everything the pipe holds now (it never blocks)."""

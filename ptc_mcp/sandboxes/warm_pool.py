@@ -135,6 +135,8 @@ class WarmPool(Generic[S]):
             try:
                 session = await self._start()
             except (PtcError, OSError) as exc:
+                if self._closed:  # the backend closed under the start: nothing to retry, nothing to report
+                    return
                 self.failures += 1
                 self.backoff_s = min(MAX_BACKOFF_S, self.backoff_s * 2 or RETRY_AFTER_FAILURE_S)
                 log.warning("cannot start a warm interpreter (retrying in %g s): %s", self.backoff_s, exc)

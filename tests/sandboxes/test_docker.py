@@ -726,10 +726,14 @@ async def test_a_local_engine_speaks_the_protocol_over_the_direct_channel_and_no
         )
         assert report.ok and report.result == 5, report
         assert output.text("stdout") == "out\n" and "raw" in output.text("stderr")
+        # fds 1 and 2 are the channel's second connection: the raw output no longer crosses the attach stream
+        assert session.stderr_bytes == 0
+        report, _ = await run(session, "import os, stat\n[stat.S_ISSOCK(os.fstat(fd).st_mode) for fd in (1, 2)]")
+        assert report.result == [True, True], report
         report, _ = await run(session, DIRECT_CHANNEL_PROBE)
         assert report.ok, report
-        # The socket is gone (the host removed it after the one connection), the mount is read-only and empty,
-        # the runtime took its variable out of the environment, and a unix socket is still no network.
+        # The socket is gone (the host removed it after the runtime's two connections), the mount is read-only and
+        # empty, the runtime took its variable out of the environment, and a unix socket is still no network.
         assert report.result == {
             "listing": [],
             "env": False,
@@ -739,6 +743,37 @@ async def test_a_local_engine_speaks_the_protocol_over_the_direct_channel_and_no
         }
     finally:
         await session.aclose()
+
+
+LATE_CHILD = """
+import subprocess, sys
+subprocess.Popen([sys.executable, "-c", '''
+import os, time
+while not os.path.exists("/tmp/go"):
+    time.sleep(0.01)
+print("late")
+'''])
+"""
+
+
+@pytest.mark.anyio
+async def test_raw_output_after_a_run_waits_for_the_next_and_a_session_holding_it_is_not_untouched(
+    session: DockerSession,
+) -> None:
+    report, output = await run(session, LATE_CHILD)
+    assert report.ok and output.text("stderr") == "", report
+    assert session.untouched
+    # Between runs, the child is told to print.
+    exec_id = CLIENT.api.exec_create(
+        session.container_id, ["python3", "-c", "open('/tmp/go', 'w').close()"], user="65534:65534"
+    )
+    await anyio.to_thread.run_sync(CLIENT.api.exec_start, exec_id)
+    assert CLIENT.api.exec_inspect(exec_id)["ExitCode"] == 0
+    with anyio.fail_after(WAIT_S):
+        while session.untouched:  # the child's line is waiting on the raw connection
+            await anyio.sleep(0.02)
+    report, output = await run(session, "1")
+    assert report.ok and output.text("stderr") == "late\n", output.chunks
 
 
 @pytest.mark.anyio

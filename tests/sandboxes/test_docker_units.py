@@ -1,13 +1,17 @@
-"""The docker backend's parts that need no engine: settings validation, the container spec, frame demultiplexing."""
+"""The docker backend's parts that need no engine: settings validation, the container spec, frame demultiplexing,
+the direct channel's handshake (over real unix sockets)."""
 
 from __future__ import annotations
 
+import os
+import socket
 import struct
 
 import pytest
 
 from ptc_mcp.errors import ConfigError, SandboxFailure
 from ptc_mcp.sandboxes.base import SandboxLimits
+from ptc_mcp.sandboxes.docker.channel import SOCKET_NAME, ChannelListener, handshake, open_listener
 from ptc_mcp.sandboxes.docker.launch import owner_labels, process_start_time
 from ptc_mcp.sandboxes.docker.settings import SANDBOX_ENV, container_spec, parse_docker_settings
 from ptc_mcp.sandboxes.docker.stream import FrameDemux
@@ -121,3 +125,61 @@ def test_the_stderr_tail_is_bounded() -> None:
 def test_an_absurd_frame_size_is_a_sandbox_failure() -> None:
     with pytest.raises(SandboxFailure):
         FrameDemux().feed(struct.pack(">BxxxI", 1, 2**31))
+
+
+def _own_listener() -> ChannelListener:
+    return open_listener(f"{os.getuid()}:{os.getgid()}")
+
+
+def _connect(listener: ChannelListener) -> socket.socket:
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    client.connect(os.path.join(listener.directory, SOCKET_NAME))
+    return client
+
+
+def test_the_direct_channel_takes_the_protocol_then_the_raw_output_and_nothing_more() -> None:
+    listener = _own_listener()
+    attach, engine = socket.socketpair()
+    protocol, raw = _connect(listener), _connect(listener)
+    protocol.sendall(b'{"type": "ready"}\n')
+    try:
+        line, connected = handshake(attach, FrameDemux(), b"payload", 5.0, listener)
+        assert line == b'{"type": "ready"}\n' and connected is not None
+        raw.sendall(b"from fd 2")
+        assert connected.raw.recv(100) == b"from fd 2"  # the second connection is the raw output's
+        assert engine.recv(100) == b"payload"  # the start-up payload still goes over the attach stream
+        with pytest.raises(FileNotFoundError):  # the socket is gone: nothing connects a third time
+            _connect(listener)
+        assert not os.path.exists(listener.parent)
+        connected.close()
+    finally:
+        for sock in (attach, engine, protocol, raw):
+            sock.close()
+
+
+def test_a_runtime_that_connected_once_and_said_ready_on_stdout_is_refused() -> None:
+    listener = _own_listener()
+    attach, engine = socket.socketpair()
+    protocol = _connect(listener)
+    engine.sendall(frame(1, b'{"type": "ready"}\n'))
+    try:
+        with pytest.raises(SandboxFailure, match="connected the direct channel once"):
+            handshake(attach, FrameDemux(), b"payload", 5.0, listener)
+        assert protocol.recv(1) == b""  # the host closed the connection it had accepted
+    finally:
+        for sock in (attach, engine, protocol):
+            sock.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="connecting as another uid than the container's needs root here")
+def test_a_connection_from_another_uid_than_the_containers_is_refused() -> None:
+    listener = open_listener("65534:65534")  # the container's uid; this test connects as root
+    attach, engine = socket.socketpair()
+    intruder = _connect(listener)
+    try:
+        with pytest.raises(SandboxFailure, match="connected by uid 0, not the container's"):
+            handshake(attach, FrameDemux(), b"payload", 5.0, listener)
+        assert not os.path.exists(listener.parent)
+    finally:
+        for sock in (attach, engine, intruder):
+            sock.close()

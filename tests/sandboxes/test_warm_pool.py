@@ -9,6 +9,7 @@ import anyio
 import pytest
 
 from ptc_mcp.config import Config
+from ptc_mcp.errors import SandboxFailure
 from ptc_mcp.sandboxes import sandbox_limits, warm_pool
 from ptc_mcp.sandboxes.base import RunReport, RunRequest
 from ptc_mcp.sandboxes.process.backend import ProcessBackend, ProcessSession
@@ -102,6 +103,27 @@ async def test_a_failing_start_does_not_kill_the_pool() -> None:
     with anyio.move_on_after(0.3):
         await pool.run()
     assert attempts == 1 and len(pool) == 0
+
+
+async def test_a_start_that_fails_because_the_pool_closed_under_it_is_not_a_failure(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    starting, closed = anyio.Event(), anyio.Event()
+
+    async def start() -> FakeSession:
+        starting.set()
+        await closed.wait()
+        raise SandboxFailure("the backend is closed")
+
+    pool = WarmPool(start, size=1, max_age_s=10)
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as group:
+            group.start_soon(pool.run)
+            await starting.wait()
+            await pool.aclose()  # what the backend's aclose does while a start is in flight
+            closed.set()
+    assert pool.failures == 0 and pool.backoff_s == 0
+    assert "cannot start a warm interpreter" not in caplog.text
 
 
 async def test_after_a_failed_start_takes_do_not_cut_the_back_off_short() -> None:

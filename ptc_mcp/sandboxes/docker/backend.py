@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import socket
 from typing import Any
 
 import anyio
@@ -22,10 +21,10 @@ except ImportError as exc:  # pragma: no cover - the extra is missing
     raise ImportError(f'the docker sandbox needs the docker SDK: pip install "ptc-mcp[docker]" ({exc})') from exc
 
 from ptc_mcp.config import Config
-from ptc_mcp.errors import SandboxFailure, SandboxUnavailableError, first_in_group, raise_from_group
+from ptc_mcp.errors import SandboxFailure, SandboxUnavailableError, first_in_group
 from ptc_mcp.sandboxes import sandbox_limits
 from ptc_mcp.sandboxes.base import OutputSink, RunReport, RunRequest, SandboxLimits, ToolCallHandler
-from ptc_mcp.sandboxes.docker.channel import DirectStream, is_local_engine
+from ptc_mcp.sandboxes.docker.channel import Connected, DirectStream, is_local_engine
 from ptc_mcp.sandboxes.docker.launch import (
     Launched,
     engine_client,
@@ -37,7 +36,7 @@ from ptc_mcp.sandboxes.docker.launch import (
 )
 from ptc_mcp.sandboxes.docker.settings import DockerSettings, container_spec, parse_docker_settings
 from ptc_mcp.sandboxes.docker.stream import AttachedStream
-from ptc_mcp.sandboxes.stream import RawOutput, RuntimeChannel
+from ptc_mcp.sandboxes.stream import RawOutput, RawPipe, RuntimeChannel
 from ptc_mcp.sandboxes.warm_pool import WarmPool
 
 __all__ = ["DockerBackend", "DockerSession", "DockerSettings", "create_backend"]
@@ -51,8 +50,9 @@ EXIT_WAIT_S = 1.0
 class DockerSession:
     """One container running the runtime; ``aclose`` kills and removes it.
 
-    The protocol runs over ``direct`` (the direct channel, ``channel.py``) when the runtime connected it, else over
-    the attach stream. The attach stream always carries the interpreter's raw fd 1/2 output (stderr frames)."""
+    With the direct channel (``channel.py``) the protocol and the interpreter's raw fd 1/2 output each have a
+    connection of their own; the attach stream then only tells when the container exits. Without it, the attach
+    stream carries everything: the protocol on stdout, the raw output as stderr frames."""
 
     def __init__(
         self, backend: DockerBackend, launched: Launched, *, warm: bool, direct: ByteStream | None = None
@@ -65,12 +65,14 @@ class DockerSession:
         self._stream = AttachedStream(launched.handle, launched.demux)
         self._direct = direct
         self._direct_socket = launched.channel
-        raw = RawOutput()
-        if direct is None:
+        self._raw_pipe: RawPipe | None = None
+        if direct is None or launched.channel is None:
+            raw = RawOutput()
             raw.pump = self._stream.pump  # after `done` nobody else reads the socket that carries stderr frames
             self._channel = RuntimeChannel(self._stream, self._stream, raw)
         else:
-            self._channel = RuntimeChannel(direct, direct, raw)  # the run drains the attach stream meanwhile
+            self._raw_pipe = RawPipe(launched.channel.raw.detach())
+            self._channel = RuntimeChannel(direct, direct, raw_pipe=self._raw_pipe)
         self._channel.python_version = launched.ready.python
         self._stderr_at_ready = launched.demux.stderr_bytes
         self._closed = False
@@ -80,35 +82,31 @@ class DockerSession:
     def alive(self) -> bool:
         if self._closed:
             return False
-        # Between runs nobody reads the stream, so a container that died while idle is noticed here.
-        return not self._stream.at_eof if self._running else self._stream.poll_open()
+        if self._running and self._raw_pipe is None:
+            return not self._stream.at_eof  # the run reads the attach stream: it notices the end
+        return self._stream.poll_open()  # nobody reads it now: a container that died is noticed here
 
     @property
     def stderr_bytes(self) -> int:
-        """Bytes the container wrote to stderr since its runtime said ``ready`` (read so far)."""
+        """Bytes the container wrote to stderr on the attach stream since its runtime said ``ready`` (read so far)."""
         return self._stream.demux.stderr_bytes - self._stderr_at_ready
 
     @property
     def untouched(self) -> bool:
         """Alive, and silent since its runtime said ``ready``: what a warm container must be to be handed out."""
-        return self.alive and self._stream.demux.idle and not self.stderr_bytes
+        quiet = self._raw_pipe is None or self._raw_pipe.quiet
+        return self.alive and self._stream.demux.idle and not self.stderr_bytes and quiet
 
     @property
     def python_version(self) -> str | None:
         return self._channel.python_version
 
     async def run(self, request: RunRequest, call_tool: ToolCallHandler, output: OutputSink) -> RunReport:
-        demux = self._stream.demux
-        raw = self._channel.raw
-        assert raw is not None
-        # Output written to the real fd 1/2 (C code, child processes) arrives as stderr frames.
-        raw.output = output
-        demux.on_stderr = raw.feed
         self._running = True
         try:
-            if self._direct is None:
+            if self._raw_pipe is not None:
                 return await self._channel.run(request, call_tool, output)
-            return await self._run_direct(request, call_tool, output)
+            return await self._run_attached(request, call_tool, output)
         except SandboxFailure as failure:
             raise await self._diagnose(failure) from None
         except BaseExceptionGroup as group:
@@ -117,20 +115,21 @@ class DockerSession:
                 raise
             raise await self._diagnose(wrapped) from None
         finally:
-            demux.on_stderr = None
-            raw.output = None
             self._running = False
 
-    async def _run_direct(self, request: RunRequest, call_tool: ToolCallHandler, output: OutputSink) -> RunReport:
-        """The run on the direct channel while the attach stream's stderr frames are read into the run's output."""
+    async def _run_attached(self, request: RunRequest, call_tool: ToolCallHandler, output: OutputSink) -> RunReport:
+        """The run on the attach stream: output written to the real fds 1/2 (C code, child processes) arrives as
+        stderr frames."""
+        demux = self._stream.demux
+        raw = self._channel.raw
+        assert raw is not None
+        raw.output = output
+        demux.on_stderr = raw.feed
         try:
-            async with anyio.create_task_group() as tasks:
-                tasks.start_soon(self._drain_attached)
-                report = await self._channel.run(request, call_tool, output)
-                tasks.cancel_scope.cancel()
-        except BaseExceptionGroup as group:
-            raise_from_group(group)
-        return report
+            return await self._channel.run(request, call_tool, output)
+        finally:
+            demux.on_stderr = None
+            raw.output = None
 
     async def _drain_attached(self) -> None:
         """Read the attach stream until it ends (the run's end cancels this)."""
@@ -163,18 +162,19 @@ class DockerSession:
         self._closed = True
         with anyio.CancelScope(shield=True):
             await self._stream.aclose()
+            self._channel.close()
             if self._direct is not None:
                 await _close_direct(self._direct, self._direct_socket)
             await anyio.to_thread.run_sync(remove, self._backend.api, self.container_id)
             self._backend._sessions.discard(self)
 
 
-async def _close_direct(stream: ByteStream, sock: socket.socket | None) -> None:
+async def _close_direct(stream: ByteStream, connected: Connected | None) -> None:
     try:
         await stream.aclose()
     except RuntimeError:  # its event loop is gone (the backend is closed from another one): close the socket itself
-        if sock is not None:
-            sock.close()
+        if connected is not None:
+            connected.close()
 
 
 class DockerBackend:
@@ -234,7 +234,7 @@ class DockerBackend:
             raise SandboxFailure("the docker backend is closed")
         launched = await self._launch()
         try:
-            direct = None if launched.channel is None else await DirectStream.from_socket(launched.channel)
+            direct = None if launched.channel is None else await DirectStream.from_socket(launched.channel.protocol)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(self._discard, launched)

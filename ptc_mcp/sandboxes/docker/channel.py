@@ -3,13 +3,16 @@
 Over the attach stream every message crosses two more processes each way (the container's shim and dockerd, which
 frames it). On a local engine the host instead listens on a unix socket in a private directory bind-mounted
 read-only into the container at ``CHANNEL_DIR``, and names it in the runtime's environment (``CHANNEL_ENV``). The
-runtime connects once at start, before any program runs; the host accepts exactly one connection from the
-container's uid, then closes the listener and removes the socket and its directories, so nothing can connect
-again. A unix socket through a mount is not network: the container still has none (``network_mode: none``).
+runtime connects twice at start, before any program runs: first the protocol's connection, then the one its fds 1
+and 2 go to (``Connected``). The host accepts exactly these two connections, each from the container's uid, then
+closes the listener and removes the socket and its directories, so nothing can connect again. A unix socket through
+a mount is not network: the container still has none (``network_mode: none``).
 
-The start-up payload still goes in over the attach stream, which also keeps carrying what the interpreter writes to
-its real fds 1 and 2 (stderr frames). When the runtime cannot connect (a remote engine, Docker Desktop's VM, gVisor,
-SELinux) it says ``ready`` on stdout and everything stays on the attach stream, as before.
+The start-up payload still goes in over the attach stream. The second connection carries what the interpreter and
+its children write to their real fds 1 and 2; the host reads it like a local interpreter's pipe
+(``stream.RawPipe``), so a run's end mark comes straight from the container, not through the shim and dockerd as
+stderr frames. When the runtime cannot connect (a remote engine, Docker Desktop's VM, gVisor, SELinux) it says
+``ready`` on stdout and everything stays on the attach stream, as before.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ CHANNEL_DIR = "/run/ptc-channel"
 SOCKET_NAME = "socket"
 _PEERCRED = struct.Struct("3i")  # pid, uid, gid
 _RECV_BYTES = 1 << 16
+CONNECTIONS = 2
+"""What the runtime connects, in this order: the protocol, then its fds 1 and 2."""
 
 
 def is_local_engine(api: Any) -> bool:
@@ -87,7 +92,7 @@ def open_listener(user: str) -> ChannelListener:
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             listener.bind(path)
-            listener.listen(1)
+            listener.listen(CONNECTIONS)
             if os.geteuid() == 0:
                 os.chown(directory, uid, gid)
                 os.chown(path, uid, gid)
@@ -104,13 +109,27 @@ def open_listener(user: str) -> ChannelListener:
     return ChannelListener(parent, directory, listener, uid)
 
 
+@dataclass
+class Connected:
+    """The runtime's two connections on the direct channel."""
+
+    protocol: socket.socket
+    raw: socket.socket
+    """Where the interpreter's fds 1 and 2 write (the host only reads it)."""
+
+    def close(self) -> None:
+        self.protocol.close()
+        self.raw.close()
+
+
 def handshake(
     sock: socket.socket, demux: FrameDemux, payload: bytes, timeout_s: float, channel: ChannelListener | None
-) -> tuple[bytes, socket.socket | None]:
-    """Send ``payload`` on the attach stream; the ``ready`` line from the direct channel (with its socket) when the
-    runtime connects, else from stdout (and ``None``). The listener, if any, is closed either way."""
+) -> tuple[bytes, Connected | None]:
+    """Send ``payload`` on the attach stream; the ``ready`` line from the direct channel (with its connections) when
+    the runtime connects, else from stdout (and ``None``). The listener, if any, is closed either way."""
     deadline = time.monotonic() + timeout_s
     waiting_on = [sock] if channel is None else [sock, channel.listener]
+    accepted: list[socket.socket] = []
     try:
         sock.settimeout(timeout_s)
         sock.sendall(payload)
@@ -120,18 +139,22 @@ def handshake(
                 raise TimeoutError
             readable, _, _ = select.select(waiting_on, [], [], remaining)
             if channel is not None and channel.listener in readable:
-                conn = _accept(channel)
-                try:
-                    return _first_line(conn, deadline), conn
-                except BaseException:
-                    conn.close()
-                    raise
+                accepted.append(_accept(channel))
+                if len(accepted) == CONNECTIONS:
+                    channel.close()  # these two only: nothing can connect after the runtime did
+                    return _first_line(accepted[0], deadline), Connected(*accepted)
             if sock in readable:
                 data = sock.recv(_RECV_BYTES)
                 if not data:
                     raise EOFError
                 demux.feed(data)
+        if accepted:
+            raise SandboxFailure("the runtime connected the direct channel once, then said ready on its stdout")
         return line, None
+    except BaseException:
+        for conn in accepted:
+            conn.close()
+        raise
     finally:
         if channel is not None:
             channel.close()
@@ -139,7 +162,6 @@ def handshake(
 
 def _accept(channel: ChannelListener) -> socket.socket:
     conn, _ = channel.listener.accept()
-    channel.close()  # one connection only: nothing can connect after the runtime did
     _pid, uid, _gid = _PEERCRED.unpack(conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size))
     if uid != channel.uid:
         conn.close()

@@ -20,7 +20,7 @@ import docker
 import docker.errors
 
 from ptc_mcp.errors import SandboxFailure
-from ptc_mcp.sandboxes.docker.channel import ChannelListener, handshake, open_listener
+from ptc_mcp.sandboxes.docker.channel import ChannelListener, Connected, handshake, open_listener
 from ptc_mcp.sandboxes.docker.settings import DockerSettings
 from ptc_mcp.sandboxes.docker.stream import FrameDemux, raw_socket
 from ptc_mcp.sandboxes.protocol import Ready, expect_ready, not_started, startup_payload
@@ -47,8 +47,8 @@ class Launched:
     handle: Any
     demux: FrameDemux
     ready: Ready
-    channel: socket.socket | None = None
-    """The direct channel (``channel.py``) the runtime connected, or ``None``: the protocol is on the attach stream."""
+    channel: Connected | None = None
+    """The direct channel (``channel.py``) the runtime connected, or ``None``: everything is on the attach stream."""
     started_at: float = field(default_factory=time.monotonic)
 
 
@@ -98,7 +98,7 @@ def launch(
         demux = FrameDemux()
         sock = raw_socket(handle)
         api.start(container_id)
-        connected: socket.socket | None = None
+        connected: Connected | None = None
         try:
             line, connected = handshake(sock, demux, startup_payload(), settings.start_timeout_s, channel)
         except TimeoutError:
