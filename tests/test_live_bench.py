@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ptc_mcp.bench.latency import run_latency_bench
+from ptc_mcp.bench.latency import BURST, run_latency_bench
 from ptc_mcp.bench.load import run_load_bench
 from ptc_mcp.bench.soak import run_soak_bench
 from ptc_mcp.cli import build_parser
@@ -63,7 +63,20 @@ async def test_the_latency_bench_measures_another_server_in_the_same_rounds(tmp_
     for server in (old, new):
         overhead = server["nested_overhead_ms"]
         assert overhead == {"p50": server["nested_call_ms"]["p50"] - report["direct_call_ms"]["p50"]}
-    assert f"| {old['nested_overhead_ms']['p50']:.3f} / — | {new['nested_overhead_ms']['p50']:.3f} / — |" in text
+    # Then each series back to back (BURST calls in a row), both servers again, the direct call shared.
+    passed = report["back_to_back"]
+    assert [server["label"] for server in passed["servers"]] == ["old", "this"]
+    assert passed["direct_call_ms"]["n"] == BURST
+    for server in passed["servers"]:
+        assert server["round_trip_ms"]["n"] == BURST and server["nested_call_ms"]["n"] == BURST
+        assert server["nested_overhead_ms"] == {
+            "p50": server["nested_call_ms"]["p50"] - passed["direct_call_ms"]["p50"]
+        }
+    assert "| measurement | `old` | `this` | ratio | target |" in text
+    assert f"| {passed['direct_call_ms']['p50']:.3f} / " in text
+    before, after = old["nested_overhead_ms"]["p50"], new["nested_overhead_ms"]["p50"]
+    ratio = f"{after / before:.2f}" if before > 0 and after > 0 else "—"  # no ratio of a difference at or below 0
+    assert f"| {before:.3f} / — | {after:.3f} / — | {ratio} |" in text
 
 
 async def test_the_latency_bench_alone_tables_one_server_and_the_overhead_as_a_p50(tmp_path: Path) -> None:
@@ -75,6 +88,9 @@ async def test_the_latency_bench_alone_tables_one_server_and_the_overhead_as_a_p
     text = output.read_text()
     assert "| measurement | p50 (ms) | p95 (ms) | n | target |" in text
     assert f"| **time a nested call adds** (the p50s' difference) | **{overhead['p50']:.3f}** | — |" in text
+    (alone,) = report["back_to_back"]["servers"]
+    assert alone["label"] == "this" and alone["round_trip_ms"]["n"] == BURST
+    assert "| measurement | `this` | target |" in text
 
 
 def test_the_cli_scales_the_benchmarks_down() -> None:

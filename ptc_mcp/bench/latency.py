@@ -4,6 +4,11 @@ Real MCP clients over stdio: one to ``ptc-mcp serve`` (with the example server d
 example server. Each round measures, interleaved: a warm ``execute_program("print(1)")``, a direct call of
 ``expenses.get_custom_budget``, and the same call made from inside a program (timed inside the sandbox).
 
+Then the same three series back to back: ``BURST`` calls of one series in a row. Interleaved, every process on the
+path has idled while the others ran, and on a VM waking an idle process costs more than the work (the pipe floor
+row); back to back, no process idles between calls, so those rows show what the software itself costs. An MCP
+client between two model turns is the first case; a program's loop of calls, or a busy server, the second.
+
 ``--against COMMAND`` serves a second ptc-mcp (another checkout or version: ``COMMAND serve --config …``) with the
 same config and measures it in the same rounds, alternating which server goes first: on a shared, noisy machine
 that is the honest way to compare two versions (a before/after table), since machine noise hits both alike.
@@ -49,6 +54,8 @@ for _ in range({calls}):
 samples
 """
 THIS = "this"
+BURST = 30
+"""Calls of one series in a row, in the back-to-back pass."""
 ECHO_CHILD = """
 import os
 while True:
@@ -76,6 +83,8 @@ class Served:
     """The server and everything it started (sandbox, downstream server): whose CPU time a call costs."""
     cpu_round_trip_s: float = 0.0
     cpu_nested_s: float = 0.0
+    burst_round_trip: list[float] = field(default_factory=list)
+    burst_nested: list[float] = field(default_factory=list)
 
     def report(self, direct: list[float], direct_cpu_ms: float) -> dict[str, Any]:
         nested, direct_stats = summary(self.nested), summary(direct)
@@ -95,6 +104,15 @@ class Served:
                 "nested_call": nested_cpu_ms,
                 "nested_overhead": nested_cpu_ms - direct_cpu_ms,
             },
+        }
+
+    def burst_report(self, direct: list[float]) -> dict[str, Any]:
+        nested = summary(self.burst_nested)
+        return {
+            "label": self.label,
+            "round_trip_ms": summary(self.burst_round_trip),
+            "nested_call_ms": nested,
+            "nested_overhead_ms": {"p50": nested["p50"] - summary(direct)["p50"]},
         }
 
 
@@ -123,8 +141,8 @@ async def _round_trip(server: Served) -> float:
     return elapsed
 
 
-async def _nested(server: Served) -> list[float]:
-    code = NESTED_PROGRAM.format(calls=NESTED_CALLS)
+async def _nested(server: Served, calls: int = NESTED_CALLS) -> list[float]:
+    code = NESTED_PROGRAM.format(calls=calls)
     cpu = _cpu_s(server.pids)
     batch = await server.client.call_tool("execute_program", {"code": code, "session": server.session})
     server.cpu_nested_s += _cpu_s(server.pids) - cpu
@@ -132,6 +150,22 @@ async def _nested(server: Served) -> list[float]:
         raise RuntimeError(f"the nested-call program failed on {server.label}: {batch.content}")
     samples: list[float] = (batch.structured_content or {}).get("result") or []
     return samples
+
+
+async def _back_to_back(servers: list[Served], direct_client: Any, runs: int) -> list[float]:
+    """``BURST`` calls of each series in a row, alternating which server goes first; the direct call's samples."""
+    direct: list[float] = []
+    for burst in range(max(1, runs // BURST)):
+        order = servers if burst % 2 == 0 else servers[::-1]
+        for server in order:
+            server.burst_round_trip.extend([await _round_trip(server) for _ in range(BURST)])
+        for _ in range(BURST):
+            started = time.perf_counter()
+            await direct_client.call_tool("get_custom_budget", {"user_id": "E7"})
+            direct.append(_ms(started))
+        for server in order:
+            server.burst_nested.extend(await _nested(server, BURST))
+    return direct
 
 
 async def _pipe_floor(gap_ms: float, runs: int) -> dict[str, float]:
@@ -215,8 +249,9 @@ async def run_latency_bench(
                 if (round_number - warmup) % NESTED_EVERY == 0:
                     for server in order:
                         server.nested.extend(await _nested(server))
-    direct_cpu_ms = direct_cpu_s * 1000 / len(direct)
-    reports = [server.report(direct, direct_cpu_ms) for server in servers]
+            direct_cpu_ms = direct_cpu_s * 1000 / len(direct)
+            reports = [server.report(direct, direct_cpu_ms) for server in servers]  # before the next pass adds CPU
+            burst_direct = await _back_to_back(servers, direct_client, runs)
     report: dict[str, Any] = {
         "backend": kind,
         "isolated": isolated,
@@ -225,6 +260,10 @@ async def run_latency_bench(
         "pipe_floor_ms": await _pipe_floor(summary(direct)["p50"], runs),
         "direct_call_cpu_ms": direct_cpu_ms,
         **{key: value for key, value in reports[-1].items() if key not in ("label", "command")},
+        "back_to_back": {
+            "direct_call_ms": summary(burst_direct),
+            "servers": [server.burst_report(burst_direct) for server in servers],
+        },
     }
     if against:
         report["servers"] = reports
@@ -233,7 +272,8 @@ async def run_latency_bench(
         report["backends"] = await measure_backends(backends, rounds, SandboxLimits())
         print(backends_markdown(report["backends"]), file=sys.stderr)
     if output:
-        body = _markdown(report) + ("\n" + backends_markdown(report["backends"]) if backends else "")
+        body = _markdown(report) + _back_to_back_markdown(report)
+        body += "\n" + backends_markdown(report["backends"]) if backends else ""
         write_section(output, "latency", body)
     return report
 
@@ -266,6 +306,35 @@ CPU_NOTE = (
 )
 
 
+def _back_to_back_markdown(report: dict[str, Any]) -> str:
+    """The back-to-back pass: one column per server (and the ratio of two), the direct call shared."""
+    passed = report["back_to_back"]
+    servers = passed["servers"]
+    ratio_head, ratio_rule = (" ratio |", "---:|") if len(servers) == 2 else ("", "")
+    lines = [
+        "",
+        f"Back to back: {BURST} calls of one series in a row, so no process on the path idles between two calls "
+        "(the interleaved rows above pay a wake-up after idling in every process on the path, the direct call "
+        "too). p50 / p95 in ms.",
+        "",
+        "| measurement | " + " | ".join(f"`{server['label']}`" for server in servers) + f" |{ratio_head} target |",
+        "|---|" + "---:|" * len(servers) + f"{ratio_rule}---|",
+    ]
+    for label, key, shared in _rows(passed):
+        if shared is not None:
+            cells = [f"{shared['p50']:.3f} / {_p95(shared)}"] + ["(the same call)"] * (len(servers) - 1)
+            cells += [""] * (2 if ratio_head else 1)
+        else:
+            stats = [server[key] for server in servers]
+            cells = [f"{one['p50']:.3f} / {_p95(one)}" for one in stats]
+            if ratio_head:
+                old, new = stats[0]["p50"], stats[1]["p50"]
+                cells.append(f"{new / old:.2f}" if old > 0 and new > 0 else "—")
+            cells.append(TARGETS.get(key, ""))
+        lines.append("| " + " | ".join([label, *cells]) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def _print(report: dict[str, Any]) -> None:
     print(f"backend: {report['backend']} (isolated: {report['isolated']}), {report['machine']}", file=sys.stderr)
     servers = report.get("servers") or [report | {"label": THIS}]
@@ -283,6 +352,16 @@ def _print(report: dict[str, Any]) -> None:
         for server in servers:
             name = label.replace("*", "") + f" [{server['label']}]"
             print(f"{name:<64} {server['cpu_ms'][key]:8.3f} ms", file=sys.stderr)
+    passed = report["back_to_back"]
+    for label, key, shared in _rows(passed):
+        for server in passed["servers"]:
+            stats = shared or server[key]
+            name = (
+                "back to back: " + label.replace("*", "").replace("`", "") + ("" if shared else f" [{server['label']}]")
+            )
+            print(f"{name:<64} p50 {stats['p50']:8.3f} ms   p95 {_p95(stats):>8} ms", file=sys.stderr)
+            if shared:
+                break
 
 
 def _markdown(report: dict[str, Any]) -> str:
@@ -333,7 +412,8 @@ def _compared(report: dict[str, Any]) -> str:
             lines.append(f"| {label} | {shared['p50']:.3f} / {shared['p95']:.3f} | (the same call) | | |")
             continue
         old, new = before[key], after[key]
-        ratio = f"{new['p50'] / old['p50']:.2f}" if old["p50"] > 0 else "—"
+        # a difference of two series can fall to or below zero: a ratio of such is no measure of anything
+        ratio = f"{new['p50'] / old['p50']:.2f}" if old["p50"] > 0 and new["p50"] > 0 else "—"
         lines.append(
             f"| {label} | {old['p50']:.3f} / {_p95(old)} | {new['p50']:.3f} / {_p95(new)} | {ratio} "
             f"| {TARGETS.get(key, '')} |"
