@@ -132,7 +132,7 @@ class DockerSession:
             raw.output = None
 
     async def _drain_attached(self) -> None:
-        """Read the attach stream until it ends (the run's end cancels this)."""
+        """Read the attach stream until it ends (the caller bounds the wait: the container is exiting)."""
         try:
             while True:
                 await self._stream.pump()
