@@ -121,6 +121,12 @@ def _p95(stats: dict[str, float], digits: int = 3) -> str:
     return f"{stats['p95']:.{digits}f}" if "p95" in stats else "—"
 
 
+def _ratio(old: float, new: float) -> str:
+    """``new / old`` for a table, or "—" when either is at or below zero (a difference of two series can be): a
+    ratio of such is no measure of anything."""
+    return f"{new / old:.2f}" if old > 0 and new > 0 else "—"
+
+
 def _ms(started: float) -> float:
     return (time.perf_counter() - started) * 1000
 
@@ -328,23 +334,27 @@ def _back_to_back_markdown(report: dict[str, Any]) -> str:
             stats = [server[key] for server in servers]
             cells = [f"{one['p50']:.3f} / {_p95(one)}" for one in stats]
             if ratio_head:
-                old, new = stats[0]["p50"], stats[1]["p50"]
-                cells.append(f"{new / old:.2f}" if old > 0 and new > 0 else "—")
+                cells.append(_ratio(stats[0]["p50"], stats[1]["p50"]))
             cells.append(TARGETS.get(key, ""))
         lines.append("| " + " | ".join([label, *cells]) + " |")
     return "\n".join(lines) + "\n"
 
 
-def _print(report: dict[str, Any]) -> None:
-    print(f"backend: {report['backend']} (isolated: {report['isolated']}), {report['machine']}", file=sys.stderr)
-    servers = report.get("servers") or [report | {"label": THIS}]
-    for label, key, shared in _rows(report):
+def _print_series(rows_of: dict[str, Any], servers: list[dict[str, Any]], prefix: str = "") -> None:
+    """The rows of one pass, a line per server (the direct call, shared, once)."""
+    for label, key, shared in _rows(rows_of):
         for server in servers:
             stats = shared or server[key]
-            name = label.replace("*", "").replace("`", "") + ("" if shared else f" [{server['label']}]")
+            name = prefix + label.replace("*", "").replace("`", "") + ("" if shared else f" [{server['label']}]")
             print(f"{name:<64} p50 {stats['p50']:8.3f} ms   p95 {_p95(stats):>8} ms", file=sys.stderr)
             if shared:
                 break
+
+
+def _print(report: dict[str, Any]) -> None:
+    print(f"backend: {report['backend']} (isolated: {report['isolated']}), {report['machine']}", file=sys.stderr)
+    servers = report.get("servers") or [report | {"label": THIS}]
+    _print_series(report, servers)
     floor = report["pipe_floor_ms"]
     print(f"{PIPE_FLOOR_LABEL:<64} p50 {floor['p50']:8.3f} ms   p95 {floor['p95']:8.3f} ms", file=sys.stderr)
     print(f"CPU of a direct call: {report['direct_call_cpu_ms']:.3f} ms", file=sys.stderr)
@@ -353,15 +363,7 @@ def _print(report: dict[str, Any]) -> None:
             name = label.replace("*", "") + f" [{server['label']}]"
             print(f"{name:<64} {server['cpu_ms'][key]:8.3f} ms", file=sys.stderr)
     passed = report["back_to_back"]
-    for label, key, shared in _rows(passed):
-        for server in passed["servers"]:
-            stats = shared or server[key]
-            name = (
-                "back to back: " + label.replace("*", "").replace("`", "") + ("" if shared else f" [{server['label']}]")
-            )
-            print(f"{name:<64} p50 {stats['p50']:8.3f} ms   p95 {_p95(stats):>8} ms", file=sys.stderr)
-            if shared:
-                break
+    _print_series(passed, passed["servers"], prefix="back to back: ")
 
 
 def _markdown(report: dict[str, Any]) -> str:
@@ -412,8 +414,7 @@ def _compared(report: dict[str, Any]) -> str:
             lines.append(f"| {label} | {shared['p50']:.3f} / {shared['p95']:.3f} | (the same call) | | |")
             continue
         old, new = before[key], after[key]
-        # a difference of two series can fall to or below zero: a ratio of such is no measure of anything
-        ratio = f"{new['p50'] / old['p50']:.2f}" if old["p50"] > 0 and new["p50"] > 0 else "—"
+        ratio = _ratio(old["p50"], new["p50"])
         lines.append(
             f"| {label} | {old['p50']:.3f} / {_p95(old)} | {new['p50']:.3f} / {_p95(new)} | {ratio} "
             f"| {TARGETS.get(key, '')} |"
@@ -431,6 +432,5 @@ def _compared(report: dict[str, Any]) -> str:
     ]
     for label, key in CPU_ROWS:
         old_ms, new_ms = before["cpu_ms"][key], after["cpu_ms"][key]
-        ratio = f"{new_ms / old_ms:.2f}" if old_ms > 0 else "—"
-        lines.append(f"| {label} | {old_ms:.3f} | {new_ms:.3f} | {ratio} |")
+        lines.append(f"| {label} | {old_ms:.3f} | {new_ms:.3f} | {_ratio(old_ms, new_ms)} |")
     return "\n".join(lines) + "\n"
