@@ -448,10 +448,12 @@ async def test_a_container_exits_by_itself_when_the_servers_connection_goes(
 ) -> None:
     backend = make_backend()
     session = await backend.start_session()
-    # What the kernel does to the server's connections when it dies: the attach stream and the direct channel.
+    # What the kernel does to the server's connections when it dies: the attach stream and the direct channel (the
+    # protocol's connection, the duplicate its messages are read from, and the raw output's).
     await session._stream.aclose()
     if session._direct is not None:
         await session._direct.aclose()
+    session._channel.close()
     with anyio.fail_after(WAIT_S):
         while CLIENT.api.inspect_container(session.container_id)["State"]["Running"]:
             await anyio.sleep(0.05)

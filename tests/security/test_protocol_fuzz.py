@@ -43,7 +43,7 @@ from ptc_mcp.sandboxes.protocol import (
     Ready,
     parse_runtime_message,
 )
-from ptc_mcp.sandboxes.stream import RuntimeChannel
+from ptc_mcp.sandboxes.stream import MessagePipe, RuntimeChannel
 from tests.conftest import NoTools, start_time
 from tests.security.conftest import Secured
 
@@ -132,14 +132,21 @@ class FakeRuntimeSession:
             with anyio.fail_after(10):
                 await self.process.wait()
             await self.process.aclose()
+            self.channel.close()
             self.scenario.unlink(missing_ok=True)
+
+
+READERS = ["pipe", "stream"]
+"""How the host reads the runtime's messages: a ``MessagePipe`` (process, docker's direct channel) or a byte
+stream read by the run's task (docker's attach stream)."""
 
 
 class FakeRuntimeBackend:
     kind = "fake"
     isolated = True
 
-    def __init__(self) -> None:
+    def __init__(self, reader: str = "pipe") -> None:
+        self.reader = reader
         self.lines: list[bytes] = []
         self.sessions: list[FakeRuntimeSession] = []
 
@@ -147,11 +154,21 @@ class FakeRuntimeBackend:
         fd, name = tempfile.mkstemp(prefix="ptc-fake-runtime-", suffix=".json")
         with os.fdopen(fd, "w") as handle:
             json.dump([base64.b64encode(line).decode() for line in self.lines], handle)
-        process = await anyio.open_process(
-            [sys.executable, str(FAKE_RUNTIME), name], stderr=subprocess.DEVNULL, start_new_session=True
-        )
-        assert process.stdin is not None and process.stdout is not None
-        channel = RuntimeChannel(process.stdin, process.stdout)
+        argv = [sys.executable, str(FAKE_RUNTIME), name]
+        if self.reader == "pipe":
+            messages_read, messages_write = os.pipe()
+            try:
+                process = await anyio.open_process(
+                    argv, stdout=messages_write, stderr=subprocess.DEVNULL, start_new_session=True
+                )
+            finally:
+                os.close(messages_write)
+            assert process.stdin is not None
+            channel = RuntimeChannel(process.stdin, MessagePipe(messages_read))
+        else:
+            process = await anyio.open_process(argv, stderr=subprocess.DEVNULL, start_new_session=True)
+            assert process.stdin is not None and process.stdout is not None
+            channel = RuntimeChannel(process.stdin, process.stdout)
         session = FakeRuntimeSession(process, channel, Path(name))
         self.sessions.append(session)
         await channel.start()
@@ -163,8 +180,8 @@ class FakeRuntimeBackend:
 
 
 @asynccontextmanager
-async def fake_executor() -> AsyncIterator[tuple[Executor, FakeRuntimeBackend]]:
-    backend = FakeRuntimeBackend()
+async def fake_executor(reader: str = "pipe") -> AsyncIterator[tuple[Executor, FakeRuntimeBackend]]:
+    backend = FakeRuntimeBackend(reader)
     limits = LimitsConfig(timeout_s=10, max_output_bytes=4096, max_tool_calls=5)
     executor = Executor(backend, ToolBridge(NoTools(), ToolPolicy(["*"], [])), limits, stateless=True)
     try:
@@ -226,10 +243,11 @@ def _max_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+@pytest.mark.parametrize("reader", READERS)
 @pytest.mark.parametrize("name", list(SCENARIOS))
-async def test_a_hostile_runtime_gets_a_typed_result_and_never_crashes_the_server(name: str) -> None:
+async def test_a_hostile_runtime_gets_a_typed_result_and_never_crashes_the_server(name: str, reader: str) -> None:
     lines, expected = SCENARIOS[name]
-    async with fake_executor() as (executor, backend):
+    async with fake_executor(reader) as (executor, backend):
         backend.lines = lines
         timeout = 2 if expected == "timeout" else None
         with anyio.fail_after(60):
@@ -246,6 +264,7 @@ async def test_a_hostile_runtime_gets_a_typed_result_and_never_crashes_the_serve
     assert start_time(pid) is None  # the fake runtime is gone
 
 
+@pytest.mark.parametrize("reader", READERS)
 @given(
     st.lists(
         st.binary(max_size=200).map(lambda b: b.replace(b"\n", b"") + b"\n")
@@ -255,9 +274,11 @@ async def test_a_hostile_runtime_gets_a_typed_result_and_never_crashes_the_serve
     st.booleans(),
 )
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-async def test_any_sequence_of_hostile_lines_ends_in_a_typed_result(lines: list[bytes], finish: bool) -> None:
+async def test_any_sequence_of_hostile_lines_ends_in_a_typed_result(
+    reader: str, lines: list[bytes], finish: bool
+) -> None:
     rss_before = _max_rss_mb()
-    async with fake_executor() as (executor, backend):
+    async with fake_executor(reader) as (executor, backend):
         backend.lines = [*lines, done()] if finish else lines
         with anyio.fail_after(60):
             result = await executor.execute(ExecuteRequest(code="hostile", timeout_s=1))

@@ -12,7 +12,6 @@ import secrets
 from typing import Any
 
 import anyio
-from anyio.abc import ByteStream
 
 try:
     import docker
@@ -24,7 +23,7 @@ from ptc_mcp.config import Config
 from ptc_mcp.errors import SandboxFailure, SandboxUnavailableError, first_in_group
 from ptc_mcp.sandboxes import sandbox_limits
 from ptc_mcp.sandboxes.base import OutputSink, RunReport, RunRequest, SandboxLimits, ToolCallHandler
-from ptc_mcp.sandboxes.docker.channel import Connected, DirectStream, is_local_engine
+from ptc_mcp.sandboxes.docker.channel import DirectSender, is_local_engine
 from ptc_mcp.sandboxes.docker.launch import (
     Launched,
     engine_client,
@@ -54,25 +53,23 @@ class DockerSession:
     connection of their own; the attach stream then only tells when the container exits. Without it, the attach
     stream carries everything: the protocol on stdout, the raw output as stderr frames."""
 
-    def __init__(
-        self, backend: DockerBackend, launched: Launched, *, warm: bool, direct: ByteStream | None = None
-    ) -> None:
+    def __init__(self, backend: DockerBackend, launched: Launched, *, warm: bool) -> None:
         self._backend = backend
         self.container_id = launched.container_id
         self.session_id = launched.session_id
         self.warm = warm
         """True when the container came from the warm pool."""
         self._stream = AttachedStream(launched.handle, launched.demux)
-        self._direct = direct
-        self._direct_socket = launched.channel
+        self._direct: DirectSender | None = None
         self._raw_pipe: RawPipe | None = None
-        if direct is None or launched.channel is None:
+        if launched.channel is None:
             raw = RawOutput()
             raw.pump = self._stream.pump  # after `done` nobody else reads the socket that carries stderr frames
             self._channel = RuntimeChannel(self._stream, self._stream, raw)
         else:
+            self._direct = DirectSender(launched.channel.protocol)
             self._raw_pipe = RawPipe(launched.channel.raw.detach())
-            self._channel = RuntimeChannel(direct, direct, raw_pipe=self._raw_pipe)
+            self._channel = RuntimeChannel(self._direct, self._direct.messages(), raw_pipe=self._raw_pipe)
         self._channel.python_version = launched.ready.python
         self._stderr_at_ready = launched.demux.stderr_bytes
         self._closed = False
@@ -164,17 +161,9 @@ class DockerSession:
             await self._stream.aclose()
             self._channel.close()
             if self._direct is not None:
-                await _close_direct(self._direct, self._direct_socket)
+                await self._direct.aclose()
             await anyio.to_thread.run_sync(remove, self._backend.api, self.container_id)
             self._backend._sessions.discard(self)
-
-
-async def _close_direct(stream: ByteStream, connected: Connected | None) -> None:
-    try:
-        await stream.aclose()
-    except RuntimeError:  # its event loop is gone (the backend is closed from another one): close the socket itself
-        if connected is not None:
-            connected.close()
 
 
 class DockerBackend:
@@ -233,13 +222,7 @@ class DockerBackend:
         if self._closed:
             raise SandboxFailure("the docker backend is closed")
         launched = await self._launch()
-        try:
-            direct = None if launched.channel is None else await DirectStream.from_socket(launched.channel.protocol)
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(self._discard, launched)
-            raise
-        session = DockerSession(self, launched, warm=warm, direct=direct)
+        session = DockerSession(self, launched, warm=warm)
         self._sessions.add(session)
         return session
 

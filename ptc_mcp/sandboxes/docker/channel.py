@@ -17,7 +17,6 @@ stderr frames. When the runtime cannot connect (a remote engine, Docker Desktop'
 
 from __future__ import annotations
 
-import asyncio
 import os
 import select
 import shutil
@@ -28,12 +27,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import anyio
-from anyio.abc import ByteStream
+from anyio.abc import ByteSendStream
 
 from ptc_mcp.errors import SandboxFailure
-from ptc_mcp.sandboxes.docker.stream import FrameDemux
+from ptc_mcp.sandboxes.docker.stream import FrameDemux, send_all
 from ptc_mcp.sandboxes.protocol import CHANNEL_ENV
+from ptc_mcp.sandboxes.stream import MessagePipe
 
 CHANNEL_DIR = "/run/ptc-channel"
 SOCKET_NAME = "socket"
@@ -189,39 +188,26 @@ def _first_line(conn: socket.socket, deadline: float) -> bytes:
     return bytes(data)
 
 
-class DirectStream(ByteStream):
-    """The connected channel on asyncio streams: the transport keeps reading (anyio's ``SocketStream`` pauses and
-    resumes reading around every receive, two ``epoll_ctl`` calls per message)."""
+class DirectSender(ByteSendStream):
+    """The host's side of the protocol connection, for writing: the runtime's messages are read from a duplicate of
+    its fd by ``stream.MessagePipe`` (``messages()``), as a local interpreter's pipe is."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._reader = reader
-        self._writer = writer
+    def __init__(self, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        self._sock = sock
+        self._closed = False
 
-    @classmethod
-    async def from_socket(cls, sock: socket.socket) -> DirectStream:
-        reader, writer = await asyncio.open_unix_connection(sock=sock)
-        return cls(reader, writer)
-
-    async def receive(self, max_bytes: int = _RECV_BYTES) -> bytes:
-        try:
-            data = await self._reader.read(max_bytes)
-        except OSError as exc:
-            raise anyio.BrokenResourceError from exc
-        if not data:
-            raise anyio.EndOfStream
-        return data
+    def messages(self) -> MessagePipe:
+        """A reader of the runtime's messages on this connection (its own fd: closing one leaves the other open)."""
+        return MessagePipe(os.dup(self._sock.fileno()))
 
     async def send(self, item: bytes) -> None:
-        if self._writer.is_closing():
-            raise anyio.ClosedResourceError
-        try:
-            self._writer.write(item)
-            await self._writer.drain()
-        except OSError as exc:
-            raise anyio.BrokenResourceError from exc
+        await send_all(self._sock, item, lambda: self._closed)
 
     async def send_eof(self) -> None:
-        self._writer.write_eof()
+        self._sock.shutdown(socket.SHUT_WR)
 
     async def aclose(self) -> None:
-        self._writer.close()
+        if not self._closed:
+            self._closed = True
+            self._sock.close()
