@@ -136,6 +136,7 @@ class RuntimeChannel:
         await self._send(run_message(request, with_catalog=fresh_catalog))
         self._catalog_version = request.catalog_version
         messages = _RunMessages(request.run_id, output)
+        done: Done | None = None
         pipe = self._raw_pipe
         try:
             with anyio.CancelScope() as scope:
@@ -158,6 +159,8 @@ class RuntimeChannel:
                 pipe.stop()
         if pipe is not None and (failure := pipe.take_failure()) is not None:
             raise failure  # the raw output broke the run's limits (a flood): the callback ended the run
+        if done is None:  # pragma: no cover - only a flood (above) cancels the scope
+            raise SandboxFailure("the run ended without a done message")
         return report_from_done(done)
 
     async def _answering(self, messages: _RunMessages, run_id: str, call_tool: ToolCallHandler) -> None:
