@@ -9,8 +9,9 @@ this module only moves bytes.
 backend's direct channel), read during a run by a reader callback on the event loop that parses each line and
 routes it at once (``_RunMessages``): output to the run, a call to an answering task, ``done`` to the run's task.
 A nested call then crosses no reader task on its way in (a task reading the stream, woken, then handing the call to
-an answering task cost ~0.06 ms of a ~1.9 ms nested call here). A byte stream that is not an fd of its own (Docker's
-attach stream, which may be TLS and carries stderr frames too) is read by the run's task and routed the same way.
+an answering task cost 0.05–0.10 ms of a ~2 ms nested call here, back to back). A byte stream that is not an fd of
+its own (Docker's attach stream, which may be TLS and carries stderr frames too) is read by the run's task and routed
+the same way. ``PipeSender`` is the other direction on such an fd: the host's messages written straight into it.
 
 ``RawOutput``: what an interpreter writes to its real file descriptors 1 and 2, delivered as the run's stderr, in
 order. C extensions and child processes write to the real fds, not to the runtime's capturing ``sys.stdout``; those
@@ -188,6 +189,8 @@ class RuntimeChannel:
             self._raw_pipe.close()
         if self._messages is not None:
             self._messages.close()
+        if isinstance(self._send_stream, PipeSender):
+            self._send_stream.close()
 
     async def cancel(self, run_id: str) -> None:
         """Ask the runtime to cancel the run (the caller still enforces a hard deadline)."""
@@ -322,6 +325,36 @@ class _CallAnswerers:
                     call = await calls.receive()
                 except anyio.EndOfStream:
                     return
+
+
+class PipeSender(ByteSendStream):
+    """The host's messages written to an fd of their own (the process backend's stdin pipe, the direct channel's
+    socket): a write that fits goes straight into the pipe, with no trip round the event loop after it; a full pipe
+    is waited on. ``RuntimeChannel.close`` closes it."""
+
+    def __init__(self, fd: int) -> None:
+        os.set_blocking(fd, False)
+        self._fd: int | None = fd
+
+    async def send(self, item: bytes) -> None:
+        view = memoryview(item)
+        while view:
+            if self._fd is None:
+                raise anyio.ClosedResourceError
+            try:
+                view = view[os.write(self._fd, view) :]
+            except BlockingIOError:
+                await anyio.wait_writable(self._fd)
+            except OSError as exc:
+                raise anyio.BrokenResourceError from exc
+
+    async def aclose(self) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 class MessagePipe:

@@ -1,7 +1,8 @@
 """The runtime's messages read from a real pipe by a reader callback (``MessagePipe``), behind the real
 ``RuntimeChannel``: whole lines whatever the chunking, calls answered concurrently straight from the callback, what
 follows a run's ``done`` left for the next run, and the pipe's end failing the run, not the server. The test plays
-the runtime: it reads the host's messages from a list and writes its own lines into the pipe."""
+the runtime: it reads the host's messages from a list and writes its own lines into the pipe. Last, the host's side
+of the other direction (``PipeSender``) over a real pipe."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from anyio.abc import ByteSendStream
 
 from ptc_mcp.errors import SandboxFailure
 from ptc_mcp.sandboxes.base import RunRequest
-from ptc_mcp.sandboxes.stream import MessagePipe, RuntimeChannel
+from ptc_mcp.sandboxes.stream import MessagePipe, PipeSender, RuntimeChannel
 
 pytestmark = pytest.mark.anyio
 
@@ -176,3 +177,33 @@ async def test_the_end_of_the_pipe_fails_the_run_and_every_later_one(
     assert output.text == "partial"  # what came before the end still reached the run
     with pytest.raises(SandboxFailure, match="exited"), anyio.fail_after(5):
         await runtime.run(request("r2"), no_tools, Output())
+
+
+async def test_the_sender_waits_for_a_full_pipe_and_reports_its_end() -> None:
+    """``PipeSender`` writes the host's messages straight into the pipe; past its buffer it waits for the reader."""
+    read_fd, write_fd = os.pipe()
+    sender = PipeSender(write_fd)
+    message = b"x" * (1 << 20) + b"\n"  # far past a pipe's buffer (64 KiB here)
+    received = bytearray()
+
+    def read_all() -> None:
+        while len(received) < len(message):
+            received.extend(os.read(read_fd, 1 << 16))
+
+    try:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(anyio.to_thread.run_sync, read_all)
+            with anyio.fail_after(10):
+                await sender.send(message)
+        assert bytes(received) == message
+        os.close(read_fd)
+        read_fd = -1
+        with pytest.raises(anyio.BrokenResourceError):  # the interpreter is gone
+            await sender.send(b"more\n")
+        await sender.aclose()
+        with pytest.raises(anyio.ClosedResourceError):
+            await sender.send(b"after close\n")
+    finally:
+        sender.close()
+        if read_fd >= 0:
+            os.close(read_fd)

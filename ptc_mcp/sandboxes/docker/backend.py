@@ -8,6 +8,7 @@ Warm containers come from the shared ``WarmPool`` (``sandbox.warm_pool``, ``sand
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 from typing import Any
 
@@ -23,7 +24,7 @@ from ptc_mcp.config import Config
 from ptc_mcp.errors import SandboxFailure, SandboxUnavailableError, first_in_group
 from ptc_mcp.sandboxes import sandbox_limits
 from ptc_mcp.sandboxes.base import OutputSink, RunReport, RunRequest, SandboxLimits, ToolCallHandler
-from ptc_mcp.sandboxes.docker.channel import DirectSender, is_local_engine
+from ptc_mcp.sandboxes.docker.channel import is_local_engine
 from ptc_mcp.sandboxes.docker.launch import (
     Launched,
     engine_client,
@@ -35,7 +36,7 @@ from ptc_mcp.sandboxes.docker.launch import (
 )
 from ptc_mcp.sandboxes.docker.settings import DockerSettings, container_spec, parse_docker_settings
 from ptc_mcp.sandboxes.docker.stream import AttachedStream
-from ptc_mcp.sandboxes.stream import RawOutput, RawPipe, RuntimeChannel
+from ptc_mcp.sandboxes.stream import MessagePipe, PipeSender, RawOutput, RawPipe, RuntimeChannel
 from ptc_mcp.sandboxes.warm_pool import WarmPool
 
 __all__ = ["DockerBackend", "DockerSession", "DockerSettings", "create_backend"]
@@ -60,16 +61,18 @@ class DockerSession:
         self.warm = warm
         """True when the container came from the warm pool."""
         self._stream = AttachedStream(launched.handle, launched.demux)
-        self._direct: DirectSender | None = None
+        self._direct: PipeSender | None = None
+        """The direct channel's protocol connection, when the runtime connected it (``RuntimeChannel`` closes it)."""
         self._raw_pipe: RawPipe | None = None
         if launched.channel is None:
             raw = RawOutput()
             raw.pump = self._stream.pump  # after `done` nobody else reads the socket that carries stderr frames
             self._channel = RuntimeChannel(self._stream, self._stream, raw)
         else:
-            self._direct = DirectSender(launched.channel.protocol)
+            protocol = launched.channel.protocol.detach()
+            self._direct = PipeSender(protocol)  # written to as a pipe is, and read from a duplicate of its fd
             self._raw_pipe = RawPipe(launched.channel.raw.detach())
-            self._channel = RuntimeChannel(self._direct, self._direct.messages(), raw_pipe=self._raw_pipe)
+            self._channel = RuntimeChannel(self._direct, MessagePipe(os.dup(protocol)), raw_pipe=self._raw_pipe)
         self._channel.python_version = launched.ready.python
         self._stderr_at_ready = launched.demux.stderr_bytes
         self._closed = False
@@ -160,8 +163,6 @@ class DockerSession:
         with anyio.CancelScope(shield=True):
             await self._stream.aclose()
             self._channel.close()
-            if self._direct is not None:
-                await self._direct.aclose()
             await anyio.to_thread.run_sync(remove, self._backend.api, self.container_id)
             self._backend._sessions.discard(self)
 

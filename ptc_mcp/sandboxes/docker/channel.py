@@ -27,12 +27,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from anyio.abc import ByteSendStream
-
 from ptc_mcp.errors import SandboxFailure
-from ptc_mcp.sandboxes.docker.stream import FrameDemux, send_all
+from ptc_mcp.sandboxes.docker.stream import FrameDemux
 from ptc_mcp.sandboxes.protocol import CHANNEL_ENV
-from ptc_mcp.sandboxes.stream import MessagePipe
 
 CHANNEL_DIR = "/run/ptc-channel"
 SOCKET_NAME = "socket"
@@ -186,28 +183,3 @@ def _first_line(conn: socket.socket, deadline: float) -> bytes:
         raise SandboxFailure("the runtime sent more than its ready line on the direct channel")
     conn.settimeout(None)
     return bytes(data)
-
-
-class DirectSender(ByteSendStream):
-    """The host's side of the protocol connection, for writing: the runtime's messages are read from a duplicate of
-    its fd by ``stream.MessagePipe`` (``messages()``), as a local interpreter's pipe is."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        sock.setblocking(False)
-        self._sock = sock
-        self._closed = False
-
-    def messages(self) -> MessagePipe:
-        """A reader of the runtime's messages on this connection (its own fd: closing one leaves the other open)."""
-        return MessagePipe(os.dup(self._sock.fileno()))
-
-    async def send(self, item: bytes) -> None:
-        await send_all(self._sock, item, lambda: self._closed)
-
-    async def send_eof(self) -> None:
-        self._sock.shutdown(socket.SHUT_WR)
-
-    async def aclose(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._sock.close()

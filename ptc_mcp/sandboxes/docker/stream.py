@@ -40,25 +40,6 @@ def raw_socket(handle: Any) -> socket.socket:
     )
 
 
-async def send_all(sock: socket.socket, item: bytes, closed: Callable[[], bool]) -> None:
-    """Write ``item`` to a non-blocking socket (plain or TLS), waiting on the event loop while it is full."""
-    view = memoryview(item)
-    while view:
-        if closed():
-            raise anyio.ClosedResourceError
-        try:
-            sent = sock.send(view)
-        except (BlockingIOError, ssl.SSLWantWriteError):
-            await anyio.wait_writable(sock)
-            continue
-        except ssl.SSLWantReadError:
-            await anyio.wait_readable(sock)
-            continue
-        except OSError as exc:
-            raise anyio.BrokenResourceError from exc
-        view = view[sent:]
-
-
 class FrameDemux:
     """Splits the multiplexed attach stream into stdout bytes and stderr chunks."""
 
@@ -168,7 +149,21 @@ class AttachedStream(ByteStream):
                 raise anyio.BrokenResourceError from exc
 
     async def send(self, item: bytes) -> None:
-        await send_all(self._sock, item, lambda: self._closed)
+        view = memoryview(item)
+        while view:
+            if self._closed:
+                raise anyio.ClosedResourceError
+            try:
+                sent = self._sock.send(view)
+            except (BlockingIOError, ssl.SSLWantWriteError):
+                await anyio.wait_writable(self._sock)
+                continue
+            except ssl.SSLWantReadError:
+                await anyio.wait_readable(self._sock)
+                continue
+            except OSError as exc:
+                raise anyio.BrokenResourceError from exc
+            view = view[sent:]
 
     async def send_eof(self) -> None:
         if not isinstance(self._sock, ssl.SSLSocket):

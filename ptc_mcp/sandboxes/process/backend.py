@@ -28,7 +28,7 @@ from ptc_mcp.sandboxes.process.isolation import (
     reap_stale_scratch_dirs,
 )
 from ptc_mcp.sandboxes.protocol import PYTHON_ARGS
-from ptc_mcp.sandboxes.stream import MessagePipe, RawPipe, RuntimeChannel
+from ptc_mcp.sandboxes.stream import MessagePipe, PipeSender, RawPipe, RuntimeChannel
 from ptc_mcp.sandboxes.warm_pool import WarmPool
 
 log = logging.getLogger(__name__)
@@ -137,30 +137,29 @@ class ProcessBackend:
                 [self._python, *PYTHON_ARGS], self._limits, use_bubblewrap=self._use_bubblewrap, wrapper=self._wrapper
             )
         )
-        # The protocol's messages come on a pipe the host reads with a reader callback (``MessagePipe``); fd 1/2 of
-        # the interpreter (C code, child processes) go to a pipe of their own, delivered as the run's stderr.
-        messages_read, messages_write = os.pipe()
+        # The protocol goes over pipes the host made: it writes its messages straight into the interpreter's stdin
+        # (``PipeSender``) and a reader callback reads the runtime's from its stdout (``MessagePipe``); fd 1/2 of the
+        # interpreter (C code, child processes) go to a pipe of their own, delivered as the run's stderr.
+        stdin_read, stdin_write = os.pipe()
+        stdout_read, stdout_write = os.pipe()
         raw_read, raw_write = os.pipe()
+        ours, theirs = (stdin_write, stdout_read, raw_read), (stdin_read, stdout_write, raw_write)
         try:
             process = await anyio.open_process(
-                spec.argv, stdout=messages_write, stderr=raw_write, **spec.process_kwargs()
+                spec.argv, stdin=stdin_read, stdout=stdout_write, stderr=raw_write, **spec.process_kwargs()
             )
         except OSError as exc:
-            os.close(messages_read)
-            os.close(raw_read)
+            _close_all(ours)
             spec.cleanup()
             raise SandboxFailure(f"cannot start the sandbox interpreter: {exc}") from None
         except BaseException:  # cancelled (a run's time limit, which counts its wait, ended during the start)
-            os.close(messages_read)
-            os.close(raw_read)
+            _close_all(ours)
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(spec.cleanup)
             raise
         finally:
-            os.close(messages_write)
-            os.close(raw_write)
-        assert process.stdin is not None
-        channel = RuntimeChannel(process.stdin, MessagePipe(messages_read), raw_pipe=RawPipe(raw_read))
+            _close_all(theirs)
+        channel = RuntimeChannel(PipeSender(stdin_write), MessagePipe(stdout_read), raw_pipe=RawPipe(raw_read))
         session = ProcessSession(spec, process, channel, on_close=self._sessions.discard)
         try:
             await session._channel.start()
@@ -175,6 +174,11 @@ class ProcessBackend:
         for session in list(self._sessions):
             await session.aclose()
         self._sessions.clear()
+
+
+def _close_all(fds: tuple[int, ...]) -> None:
+    for fd in fds:
+        os.close(fd)
 
 
 def probe(config: Config) -> tuple[bool, str]:
