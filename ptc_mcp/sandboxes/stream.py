@@ -9,7 +9,7 @@ this module only moves bytes.
 backend's direct channel), read during a run by a reader callback on the event loop that parses each line and
 routes it at once (``_RunMessages``): output to the run, a call to an answering task, ``done`` to the run's task.
 A nested call then crosses no reader task on its way in (a task reading the stream, woken, then handing the call to
-an answering task cost 0.05–0.10 ms of a ~2 ms nested call here, back to back). A byte stream that is not an fd of
+an answering task cost 0.05 to 0.10 ms of a ~2 ms nested call here, back to back). A byte stream that is not an fd of
 its own (Docker's attach stream, which may be TLS and carries stderr frames too) is read by the run's task and routed
 the same way. ``PipeSender`` is the other direction on such an fd: the host's messages written straight into it.
 
@@ -357,19 +357,53 @@ class PipeSender(ByteSendStream):
             self._fd = None
 
 
-class MessagePipe:
+class _ReadDuringRuns:
+    """An fd of the host's own that a reader callback on the event loop reads while a run is in progress (ptc-mcp
+    serves on asyncio), so a run starts no task for it; between runs nobody reads it."""
+
+    def __init__(self, fd: int) -> None:
+        os.set_blocking(fd, False)
+        self._fd: int | None = fd
+        self._loop: asyncio.AbstractEventLoop | None = None
+        """The event loop whose reader callback reads the fd, while a run does."""
+
+    def _read(self) -> object:
+        raise NotImplementedError
+
+    def _start_reading(self) -> bool:
+        """Call ``_read`` whenever the fd is readable; ``False`` when it is closed already."""
+        if self._fd is None:
+            return False
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(self._fd, self._read)
+        return True
+
+    def _stop_reading(self) -> None:
+        if self._loop is not None and self._fd is not None:
+            self._loop.remove_reader(self._fd)
+        self._loop = None
+
+    def stop(self) -> None:
+        self._stop_reading()
+
+    def close(self) -> None:
+        self.stop()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+class MessagePipe(_ReadDuringRuns):
     """The runtime's messages from an fd of their own (a local interpreter's stdout pipe, the direct channel's
     socket), read during a run by a reader callback on the event loop that parses each complete line and routes it
     (``_RunMessages``): a call reaches its answering task without a reader task in between. Between runs nobody
     reads it; a run leaves what follows its ``done`` unread, as a stream reader does."""
 
     def __init__(self, fd: int) -> None:
-        os.set_blocking(fd, False)
-        self._fd: int | None = fd
+        super().__init__(fd)
         self._buffer = bytearray()
         self._scanned = 0
         """How much of ``_buffer`` holds no newline (a long line is not searched again with every chunk)."""
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._run: _RunMessages | None = None
 
     async def next_line(self) -> bytes:
@@ -385,24 +419,14 @@ class MessagePipe:
     def start(self, run: _RunMessages) -> None:
         """Route what arrives (and what is here already) to ``run`` until it is finished or ``stop``."""
         self._run = run
-        if self._fd is None:
+        if not self._start_reading():
             run.fail(SandboxFailure("the sandbox's interpreter exited"))
             return
-        self._loop = asyncio.get_running_loop()
-        self._loop.add_reader(self._fd, self._read)
         self._route()
 
     def stop(self) -> None:
-        if self._loop is not None and self._fd is not None:
-            self._loop.remove_reader(self._fd)
-        self._loop = None
+        self._stop_reading()
         self._run = None
-
-    def close(self) -> None:
-        self.stop()
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
 
     def _read(self) -> None:
         """The reader callback: one read, then every complete line routed."""
@@ -511,17 +535,13 @@ class RawOutput:
         self._ended.discard(run_id)
 
 
-class RawPipe:
+class RawPipe(_ReadDuringRuns):
     """The read end of the pipe a local interpreter's fds 1 and 2 write to, read into a ``RawOutput`` while a run is
-    in progress: a reader callback on the event loop (ptc-mcp serves on asyncio), so a run starts no task for it.
-    Between runs nobody reads it: what arrives then waits in the pipe for the next run, as the end marks expect."""
+    in progress. What arrives between runs waits in the pipe for the next run, as the end marks expect."""
 
     def __init__(self, fd: int) -> None:
-        os.set_blocking(fd, False)
-        self._fd: int | None = fd
+        super().__init__(fd)
         self.raw = RawOutput()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        """The event loop whose reader callback reads the pipe, while a run does."""
         self._end_run: Callable[[], object] | None = None
         self._failure: Exception | None = None
 
@@ -530,9 +550,7 @@ class RawPipe:
         self.raw.output = output
         self._end_run = end_run
         self._failure = None  # a run that ended otherwise (cancelled) may have left one behind
-        if self._fd is not None:
-            self._loop = asyncio.get_running_loop()
-            self._loop.add_reader(self._fd, self._read)
+        self._start_reading()
 
     @property
     def reading(self) -> bool:
@@ -584,17 +602,6 @@ class RawPipe:
     def take_failure(self) -> Exception | None:
         failure, self._failure = self._failure, None
         return failure
-
-    def close(self) -> None:
-        self.stop()
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-
-    def _stop_reading(self) -> None:
-        if self._loop is not None and self._fd is not None:
-            self._loop.remove_reader(self._fd)
-        self._loop = None
 
 
 def _possible_mark_start(buffer: bytes) -> int:
