@@ -69,10 +69,12 @@ class DockerSession:
             raw.pump = self._stream.pump  # after `done` nobody else reads the socket that carries stderr frames
             self._channel = RuntimeChannel(self._stream, self._stream, raw)
         else:
-            protocol = launched.channel.protocol.detach()
-            self._direct = PipeSender(protocol)  # written to as a pipe is, and read from a duplicate of its fd
+            # The protocol's connection is written to as a pipe is, and read from a duplicate of its fd (made first:
+            # if that fails, the sockets are still the launch's, which the caller closes).
+            messages = MessagePipe(os.dup(launched.channel.protocol.fileno()))
+            self._direct = PipeSender(launched.channel.protocol.detach())
             self._raw_pipe = RawPipe(launched.channel.raw.detach())
-            self._channel = RuntimeChannel(self._direct, MessagePipe(os.dup(protocol)), raw_pipe=self._raw_pipe)
+            self._channel = RuntimeChannel(self._direct, messages, raw_pipe=self._raw_pipe)
         self._channel.python_version = launched.ready.python
         self._stderr_at_ready = launched.demux.stderr_bytes
         self._closed = False
@@ -223,7 +225,12 @@ class DockerBackend:
         if self._closed:
             raise SandboxFailure("the docker backend is closed")
         launched = await self._launch()
-        session = DockerSession(self, launched, warm=warm)
+        try:
+            session = DockerSession(self, launched, warm=warm)
+        except BaseException:  # out of file descriptors: the container must not outlive the failure
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self._discard, launched)
+            raise
         self._sessions.add(session)
         return session
 
