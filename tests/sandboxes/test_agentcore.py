@@ -202,7 +202,9 @@ async def test_a_program_busy_longer_than_a_step_keeps_going(
         session = await backend.start_session()
         try:
             output = Recorder()
-            code = "import time\nprint('working')\ntime.sleep(0.7)\nawait calc.add(a=1, b=1)"
+            # Busy for ten steps' waits: the call and `done` take two steps and the start one, so at least one step
+            # ends empty unless the host takes over 1.8 s between two steps (0.7 s, three waits, did fail under load).
+            code = "import time\nprint('working')\ntime.sleep(2.0)\nawait calc.add(a=1, b=1)"
             report = await run(session, code, output=output)
             assert (report.ok, report.result) == (True, 2)
             assert session.steps >= 4  # empty steps while the program computes, then the call, then done
