@@ -11,6 +11,7 @@ import pytest
 from ptc_mcp.executor import ExecuteRequest
 from ptc_mcp.results import RunResult
 from tests.conftest import OpenTestApp
+from tests.test_capacity import until
 
 pytestmark = pytest.mark.anyio
 
@@ -44,18 +45,24 @@ async def test_runs_of_one_session_are_serialized_and_wait_without_holding_a_run
         first = await app.executor.execute(ExecuteRequest(code="n = 0"))
         handle = first.session
 
-        async def run(name: str, session: str | None) -> None:
-            code = "n = globals().get('n', 0) + 1\nawait asyncio.sleep(0.3)\nn"
+        async def run(name: str, session: str | None, seconds: float = 0.3) -> None:
+            code = f"n = globals().get('n', 0) + 1\nawait asyncio.sleep({seconds})\nn"
             result = await app.executor.execute(ExecuteRequest(code=code, session=session))
             assert result.status == "ok", result.error
             finished.append(f"{name}={result.result}")
 
+        executor = app.executor
         with anyio.fail_after(30):
             async with anyio.create_task_group() as group:
-                for name in ("a1", "a2", "a3"):
+                # a1 outlasts the rest of the set-up, which waits on the executor's counts, not on the clock.
+                group.start_soon(run, "a1", handle, 3.0)
+                await until(lambda: executor.running == 1)
+                for queued, name in enumerate(("a2", "a3"), start=1):
                     group.start_soon(run, name, handle)
-                    await anyio.sleep(0.02)
+                    await until(lambda queued=queued: executor.queued == queued)
                 group.start_soon(run, "b", None)
+                await until(lambda: executor.queued == 3)
+                assert finished == []  # all four were in place while a1 ran
     # a2 and a3 wait for session a, not for the one run slot: b runs right after a1.
     assert finished == ["a1=1", "b=1", "a2=2", "a3=3"]
 

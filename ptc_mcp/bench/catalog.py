@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ptc_mcp.bench.report import write_section
+from ptc_mcp.bench.report import summary, write_section
 from ptc_mcp.bench.synthetic import SEARCH_QUERIES, synthetic_tools
 from ptc_mcp.catalog.description import build_description, choose_presentation
 from ptc_mcp.catalog.search import ToolIndex
@@ -30,7 +30,8 @@ def search_quality(tool_count: int = 1000, queries: list[tuple[str, str]] | None
     """Top-3 and top-1 hit rates of ``tools.search`` on labelled ``(query, expected "server.tool")`` pairs.
 
     Queries whose expected tool is not in the catalog of this size are left out. Returns
-    ``{"queries", "top3", "top1", "misses": [{"query", "expected", "got"}]}``.
+    ``{"queries", "top3", "top1", "misses": [{"query", "expected", "got"}], "query_ms": {p50, p95, ...}}``
+    (``query_ms``: the wall time of each search).
     """
     tools = synthetic_tools(tool_count)
     present = {t.qualified_name for t in tools}
@@ -40,8 +41,12 @@ def search_quality(tool_count: int = 1000, queries: list[tuple[str, str]] | None
     index = ToolIndex(tools)
     top3 = top1 = 0
     misses = []
+    query_ms: list[float] = []
     for query, expected in labelled:
-        names = [r["name"] for r in index.search(query, limit=3)]
+        started = time.perf_counter()
+        results = index.search(query, limit=3)
+        query_ms.append((time.perf_counter() - started) * 1000)
+        names = [r["name"] for r in results]
         top1 += names[:1] == [expected]
         if expected in names:
             top3 += 1
@@ -53,6 +58,7 @@ def search_quality(tool_count: int = 1000, queries: list[tuple[str, str]] | None
         "top3": top3 / count if count else 0.0,
         "top1": top1 / count if count else 0.0,
         "misses": misses,
+        "query_ms": summary(query_ms) if query_ms else {},
     }
 
 
@@ -66,7 +72,7 @@ def run_catalog_bench(json_output: bool = False, output: str | Path | None = Non
     """Measure, print a table unless ``json_output`` (the CLI prints the JSON), return the report.
 
     The report: ``{"rows": [{"tools", "presentation", "tokens", "chosen"?}], "search_top3", "search_top1",
-    "search_queries", "tokenizer"}``; ``chosen`` is set on ``auto`` rows only. With ``output``, the
+    "search_queries", "search_query_ms", "tokenizer"}``; ``chosen`` is set on ``auto`` rows only. With ``output``, the
     ``catalog`` section of that markdown file (docs/benchmarks.md) is rewritten.
     """
     rows: list[dict[str, Any]] = []
@@ -85,6 +91,7 @@ def run_catalog_bench(json_output: bool = False, output: str | Path | None = Non
         "search_top3": round(quality["top3"], 4),
         "search_top1": round(quality["top1"], 4),
         "search_queries": quality["queries"],
+        "search_query_ms": quality["query_ms"],
         "tokenizer": tokenizer_name(),
     }
     if output:
@@ -115,7 +122,8 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"`tools.search` over 1,000 tools, {report['search_queries']} labelled natural-language queries "
         f"(`SEARCH_QUERIES`): the intended tool is in the top 3 for {report['search_top3']:.1%} and first for "
-        f"{report['search_top1']:.1%}.",
+        f"{report['search_top1']:.1%}. One search takes {report['search_query_ms']['p50']:.2f} ms p50 "
+        f"({report['search_query_ms']['p95']:.2f} ms p95).",
     ]
     return "\n".join(lines)
 
@@ -131,7 +139,8 @@ def _print_table(report: dict[str, Any], misses: list[dict[str, Any]], seconds: 
         )
     print(
         f"tools.search on 1,000 tools, {report['search_queries']} queries: "
-        f"top-3 {report['search_top3']:.1%}, top-1 {report['search_top1']:.1%}"
+        f"top-3 {report['search_top3']:.1%}, top-1 {report['search_top1']:.1%}; "
+        f"{report['search_query_ms']['p50']:.2f} ms p50 per search"
     )
     for miss in misses:
         print(f"  not in the top 3: {miss['query']!r} → {miss['expected']} (got {', '.join(miss['got']) or 'nothing'})")

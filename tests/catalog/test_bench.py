@@ -24,6 +24,9 @@ def test_catalog_bench_reports_every_size_and_presentation(capsys: pytest.Captur
     assert report["search_queries"] == len(SEARCH_QUERIES) >= 50
     assert report["search_top3"] >= 0.9
     assert report["search_top1"] <= report["search_top3"]
+    # How long a search takes is reported, not asserted (a timed unit test flakes on a loaded machine).
+    assert report["search_query_ms"]["n"] == len(SEARCH_QUERIES)
+    assert 0 < report["search_query_ms"]["p50"] <= report["search_query_ms"]["p95"]
     assert report["tokenizer"]
 
 

@@ -1,12 +1,12 @@
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 import pytest
 
 from ptc_mcp.bench.synthetic import core_tools
+from ptc_mcp.catalog import validation
 from ptc_mcp.catalog.validation import ArgumentError, check_arguments
 
 from .helpers import make_tool
@@ -117,15 +117,14 @@ def test_an_unresolvable_ref_disables_checks_without_network(caplog: pytest.LogC
     assert len([r for r in caplog.records if "remote" in r.getMessage()]) == 1
 
 
-def test_checks_are_cached_and_cost_well_under_a_millisecond() -> None:
+def test_a_schema_is_compiled_once() -> None:
+    # What a check costs a nested call is measured by `ptc-mcp bench latency`; here, that no call compiles again.
     arguments = {"employee_id": "E7", "quarter": "Q3", "category": "travel"}
     check_arguments(GET_EXPENSES, arguments)
-    rounds = 2000
-    started = time.perf_counter()
-    for _ in range(rounds):
-        check_arguments(GET_EXPENSES, arguments, server="expenses")
-    per_call = (time.perf_counter() - started) / rounds
-    assert per_call < 0.0005, f"{per_call * 1e6:.0f} µs per call"
+    compiled = validation._compiled(GET_EXPENSES, "expenses.get_expenses")
+    check_arguments(GET_EXPENSES, arguments, server="expenses")
+    assert validation._compiled(GET_EXPENSES, "expenses.get_expenses") is compiled
+    assert validation._compiled(GET_EXPENSES.model_copy(deep=True), "expenses.get_expenses") is compiled
 
 
 def test_equal_definitions_from_fresh_objects_are_checked_the_same() -> None:
@@ -192,13 +191,9 @@ def test_the_quick_check_of_plain_schemas_agrees_with_jsonschema(schema: dict[st
         assert accepted == validator.is_valid(arguments), (schema, arguments)
 
 
-def test_plain_schemas_are_checked_in_a_few_microseconds() -> None:
-    tool = make_tool("plain", {}, schema=PLAIN_SCHEMAS[0])
-    arguments = {"user_id": "E7"}
-    check_arguments(tool, arguments)
-    rounds = 2000
-    started = time.perf_counter()
-    for _ in range(rounds):
-        check_arguments(tool, arguments, server="expenses")
-    per_call = (time.perf_counter() - started) / rounds
-    assert per_call < 0.00005, f"{per_call * 1e6:.0f} µs per call (jsonschema takes ~30)"
+def test_plain_schemas_are_answered_without_jsonschema() -> None:
+    # The quick check answers for valid arguments of a plain schema (jsonschema takes ~30 µs here); the others get
+    # jsonschema's verdict.
+    quick = [validation._compiled(make_tool("plain", {}, schema=schema), "plain").quick for schema in PLAIN_SCHEMAS]
+    assert [check is not None for check in quick] == [True, True, False, True]  # the third has an enum
+    assert quick[0] is not None and quick[0]({"user_id": "E7"})

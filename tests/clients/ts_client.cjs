@@ -30,9 +30,10 @@ async function main() {
   const progress = [];
   report.silent = structured(
     await client.callTool(
-      { name: "execute_program", arguments: { code: "import time\ntime.sleep(8)\n'done'" } },
+      { name: "execute_program", arguments: { code: "import time\ntime.sleep(10)\n'done'" } },
       undefined,
-      { timeout: 6000, resetTimeoutOnProgress: true, onprogress: (p) => progress.push(p) }
+      // The first heartbeat comes 5 s in: 3 s of margin on a loaded machine, and the program outlasts the timeout.
+      { timeout: 8000, resetTimeoutOnProgress: true, onprogress: (p) => progress.push(p) }
     )
   );
   report.progress = progress;

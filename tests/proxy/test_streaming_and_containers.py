@@ -143,12 +143,13 @@ except TimeoutError:
 
 
 async def test_the_time_a_client_takes_does_not_count_against_the_run_limit() -> None:
-    async with open_rig(code_then_answer(ONE_CALL), limits={"timeout_s": 1}) as rig:
+    # A limit with room for the run's own phases on a loaded machine (a sandbox to take, the call, the print).
+    async with open_rig(code_then_answer(ONE_CALL), limits={"timeout_s": 3}) as rig:
         with anyio.fail_after(60):
             messages: list[Any] = [{"role": "user", "content": "West?"}]
             first = await rig.client.messages.create(model=MODEL, max_tokens=100, messages=messages, tools=TOOLS)
             assert first.container is not None
-            await anyio.sleep(1.5)  # a slow client: longer than the run limit
+            await anyio.sleep(4)  # a slow client: longer than the run limit
             call = first.content[-1].model_dump(mode="json")
             messages += [
                 {"role": "assistant", "content": [b.model_dump(mode="json", exclude_none=True) for b in first.content]},
@@ -179,7 +180,7 @@ async def test_a_program_that_runs_too_long_is_stopped_and_the_container_keeps_w
         return ModelReply([converse_tool_use("code_execution", {"code": code})])
 
     tools: list[Any] = [{"type": VERSION, "name": "code_execution"}]
-    async with open_rig(model, limits={"timeout_s": 1}) as rig:
+    async with open_rig(model, limits={"timeout_s": 3}) as rig:  # room for a fresh sandbox's start, loaded
         with anyio.fail_after(60):
             first = await rig.client.messages.create(
                 model=MODEL, max_tokens=100, messages=[{"role": "user", "content": "loop"}], tools=tools

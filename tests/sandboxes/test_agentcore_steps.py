@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -98,10 +99,13 @@ def test_a_retried_step_gets_the_same_answer_and_is_not_delivered_twice(driver: 
     assert done[-1]["type"] == "done" and done[-1]["result"] == 3
 
 
-def test_output_of_a_busy_program_arrives_before_the_program_is_done() -> None:
+def test_output_of_a_busy_program_arrives_before_the_program_is_done(tmp_path: Path) -> None:
     driver = Driver(wait_s=5.0, flush_s=0.1)
-    first = driver.step([run_message("import time\nprint('early')\ntime.sleep(0.5)\n'late'")])
+    flag = tmp_path / "go"  # the program is busy until the first step has returned, however loaded the machine
+    code = f"import os, time\nprint('early')\nwhile not os.path.exists({str(flag)!r}):\n    time.sleep(0.01)\n'late'"
+    first = driver.step([run_message(code)])
     assert [(m["type"], m.get("data")) for m in first] == [("output", "early\n")]
+    flag.touch()
     rest = driver.step([])
     assert rest[-1]["type"] == "done" and rest[-1]["result"] == "late"
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 
 import anyio
@@ -207,16 +206,15 @@ class _Sink:
 
 
 async def test_a_new_session_takes_a_warm_interpreter_without_paying_start_up(warm_backend: ProcessBackend) -> None:
-    cold_started = time.perf_counter()
-    cold = await warm_backend.start_session()
-    cold_ms = (time.perf_counter() - cold_started) * 1000
-    await cold.aclose()
+    # What it saves is measured by `ptc-mcp bench latency` (cold start against warm-pool start); here, that the
+    # session is the pool's interpreter, already started, and that taking it started nothing.
     async with anyio.create_task_group() as group:
         group.start_soon(warm_backend.keep_warm)
         await wait_until_full(warm_backend.pool)
-        warm_started = time.perf_counter()
+        oldest = warm_backend.pool._ready[0][1]
+        started_before = warm_backend.pool.started
         session = await warm_backend.start_session()
-        warm_ms = (time.perf_counter() - warm_started) * 1000
+        assert session is oldest and warm_backend.pool.started == started_before
         report: RunReport = await session.run(
             RunRequest(run_id="r1", code="6 * 7", catalog={"servers": []}, catalog_version="v", max_output_bytes=1024),
             _noop_tool,
@@ -226,8 +224,6 @@ async def test_a_new_session_takes_a_warm_interpreter_without_paying_start_up(wa
         await session.aclose()
         await wait_until_full(warm_backend.pool)  # refilled in the background
         group.cancel_scope.cancel()
-    assert warm_ms < 5, f"taking a warm interpreter took {warm_ms:.1f} ms"
-    assert cold_ms > warm_ms * 5, (cold_ms, warm_ms)
     assert warm_backend.pool.taken == 1
 
 

@@ -74,14 +74,16 @@ async def test_a_sandbox_killed_from_outside_mid_run_is_a_sandbox_failure_and_th
     assert first["status"] == "ok", first
     [session] = secured.backend.sessions
     results: list[dict[str, object]] = []
+    searched = anyio.Event()  # the program's first call is audited: the run is under way in that sandbox
+    secured.app.executor.audit.observe(lambda line: searched.set() if line["event"] == "call" else None)
 
     async def run_forever() -> None:
-        results.append(await secured.run("while True: pass"))
+        results.append(await secured.run("tools.search('anything')\nwhile True: pass"))
 
     with anyio.fail_after(60):
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(run_forever)
-            await anyio.sleep(0.5)
+            await searched.wait()
             await secured.backend.under_test.kill_from_outside(session)
     [result] = results
     assert error_type(result) == "sandbox_failure", result

@@ -44,7 +44,11 @@ LATENCY_BOUND_S = 5.0
 """Slowest answer to another request while an attack runs (generous for a loaded 2-core machine; the freeze this
 guards against was ~20 s)."""
 CONTRACT = set(get_args(ErrorType))
-HOSTILE = {"command": sys.executable, "args": [str(Path(__file__).with_name("hostile_server.py"))], "timeout_s": 2}
+HOSTILE = {"command": sys.executable, "args": [str(Path(__file__).with_name("hostile_server.py"))], "timeout_s": 30}
+HANGING = {**HOSTILE, "timeout_s": 2}
+"""The same server again, for the tools that never answer (``hang``, ``wire_answer``): a short timeout there only
+(a flood or a call in flight during an attack may take longer than 2 s on a loaded machine)."""
+SERVERS = {"hostile": HOSTILE, "hanging": HANGING}
 
 FORGE = """
 import gc
@@ -124,7 +128,7 @@ ATTACKS = [
     ),
     Attack(
         "downstream-answers-with-a-lone-surrogate-on-the-wire",
-        "try:\n    await hostile.wire_answer()\nexcept ToolError as exc:\n    kind = exc.error_type\nkind",
+        "try:\n    await hanging.wire_answer()\nexcept ToolError as exc:\n    kind = exc.error_type\nkind",
         None,
         _returns("timeout"),  # the SDK drops a line it cannot parse: the call times out, the connection stays
     ),
@@ -193,7 +197,7 @@ ATTACKS = [
         "call-outcomes",
         "seen = []\n"
         "for call in (lambda: hostile.echo(a=1), lambda: call_tool('hostile.denied', {}),\n"
-        "             lambda: hostile.typed(n='x'), lambda: hostile.hang(), lambda: call_tool('hostile.nope', {})):\n"
+        "             lambda: hostile.typed(n='x'), lambda: hanging.hang(), lambda: call_tool('hostile.nope', {})):\n"
         "    try:\n        await call()\n        seen.append('ok')\n"
         "    except ToolError as exc:\n        seen.append(exc.error_type)\n"
         "    except TypeError:\n        seen.append('TypeError')\n"
@@ -217,7 +221,7 @@ def write_config(folder: Path, backend: str) -> Path:
 
         sandbox["docker"] = {"image": build_local_image(), "pull": "never"}
     document = {
-        "mcpServers": {"hostile": HOSTILE},
+        "mcpServers": SERVERS,
         "sandbox": sandbox,
         "limits": {"max_output_bytes": BUDGET, "max_tool_calls": MAX_CALLS, "timeout_s": 30},
         "tools": {"deny": ["hostile.denied"]},
@@ -381,7 +385,7 @@ def test_the_hostile_server_is_a_real_stdio_mcp_server() -> None:
     assert process.returncode == 0, process.stderr[-2000:]
 
 
-@pytest.mark.servers({"hostile": HOSTILE})
+@pytest.mark.servers(SERVERS)
 @pytest.mark.limits(max_output_bytes=BUDGET, max_tool_calls=MAX_CALLS)
 async def test_the_short_list_of_attacks_gets_typed_results_on_every_backend_in_process(secured: Secured) -> None:
     """The same attacks through the in-memory MCP client, on every backend of the registry: ``agentcore`` too,

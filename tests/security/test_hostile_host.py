@@ -209,7 +209,11 @@ async def test_discovery_keeps_the_event_loop_free_and_the_runs_timeout_holds() 
             done.set()
     assert result.error_type == "timeout"
     assert elapsed < 3 + 5  # the timeout held (a grace for killing the sandbox on a loaded machine)
-    assert max(gaps) < 2.0, f"the event loop stalled {max(gaps):.2f} s"  # generous: a loaded 2-core machine
+    # A loop that discovery blocked would tick a few times in the 3 s; one stall of the machine inflates one gap,
+    # not the 99th percentile of some hundreds.
+    assert len(gaps) >= 50, f"the event loop ticked {len(gaps)} times in {elapsed:.1f} s"
+    slow = sorted(gaps)[int(len(gaps) * 0.99)]
+    assert slow < 0.5, f"the event loop stalled: 99th percentile gap {slow:.2f} s"
 
 
 # --- the audit trail -----------------------------------------------------------------------------------------
