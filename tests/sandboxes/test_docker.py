@@ -619,7 +619,8 @@ async def test_a_pooled_container_that_wrote_while_idle_is_not_handed_out(
 async def test_an_expired_warm_container_is_replaced_and_removed(make_backend: Callable[..., DockerBackend]) -> None:
     async with kept_warm(make_backend(warm_pool=1, warm_max_age_s=1.0)) as backend:
         await wait_until(lambda: len(backend.pool) == 1)
-        (expired,) = own_containers(backend)
+        ((_, pooled),) = backend.pool._ready  # read with no await since: the pool cannot have recycled it yet
+        expired = pooled.container_id
         await wait_until(lambda: backend.pool.recycled >= 1 and len(backend.pool) == 1)
         await wait_until(lambda: expired not in own_containers(backend))
         assert backend.pool.started >= 2
