@@ -21,6 +21,7 @@ from ptc_mcp.remote.logs import JsonFormatter
 from ptc_mcp.remote.metrics import Metrics
 from tests.conftest import EXPENSES_STDIO, test_config
 from tests.remote.helpers import WAIT_S, serving_in_process, serving_subprocess, write_config
+from tests.remote.test_scale_out_stores import _running
 
 pytestmark = pytest.mark.anyio
 
@@ -178,23 +179,28 @@ async def test_sigterm_lets_a_running_program_finish_then_exits(tmp_path: Path) 
             httpx2.AsyncClient(timeout=WAIT_S) as http,
             Client(streamable_http_client(f"{base}/mcp", http_client=http), mode="legacy") as client,
         ):
+            # The SDK's client lists the tools after a call whose output schema it has not seen, to check the result:
+            # sent once the run is over, that request would race the server's exit, as any new work during a drain.
+            await client.list_tools()
             results = []
 
             async def run() -> None:
-                code = "import time\ntime.sleep(1.5)\n'finished'"
+                code = "import time\ntime.sleep(3)\n'finished'"
                 results.append(await client.call_tool("execute_program", {"code": code}))
 
             async with anyio.create_task_group() as group:
                 group.start_soon(run)
-                await anyio.sleep(0.5)
+                with anyio.fail_after(WAIT_S):  # the signal comes once the program runs, however loaded the machine
+                    while await _running(base) == 0:
+                        await anyio.sleep(0.02)
                 process.send_signal(signal.SIGTERM)
-                await anyio.sleep(0.2)
-                readiness = (await http.get(f"{base}/readyz")).status_code  # draining: no new work, please
+                with anyio.fail_after(WAIT_S):  # draining: readiness turns 503 (no new work, please)
+                    while (await http.get(f"{base}/readyz")).status_code != 503:
+                        await anyio.sleep(0.02)
         started = time.monotonic()
         with anyio.fail_after(WAIT_S):
             await process.wait()
     assert results[0].structured_content is not None and results[0].structured_content["result"] == "finished"
-    assert readiness == 503
     assert process.returncode == 0
     assert time.monotonic() - started < 15
 
