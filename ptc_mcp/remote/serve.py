@@ -3,7 +3,8 @@
 ``serve_remote`` wires the audit trail to metrics (and traces), attaches the shared session map, builds the ASGI
 app (auth, Host/Origin checks, body limit, ``/healthz`` ``/readyz`` ``/metrics``) and runs uvicorn with a graceful
 shutdown: on SIGTERM or SIGINT ``/readyz`` turns 503 at once (the load balancer stops sending work), requests
-being answered get up to ``remote.shutdown_grace_s`` to finish, and whatever still runs then is cancelled (the
+being answered get up to ``remote.shutdown_grace_s`` to finish (and the server stays ``QUIET_S`` after the last one,
+for a client's follow-up), and whatever still runs then is cancelled (the
 executor kills its sandbox). Then the caller's ``open_app`` closes sessions and downstream servers as usual.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import signal
 import threading
 import time
@@ -41,23 +43,37 @@ log = logging.getLogger(__name__)
 _FLUSH_S_INT = 2
 """Once nothing runs: how long (s) open connections get to close before uvicorn cancels what is left."""
 
+QUIET_S = 1.0
+"""Draining: how long (s) after its last request ended the server still counts as busy. A client's follow-up to an
+answer (the SDK's client lists the tools after a result whose schema it has not seen; a client closes its session)
+comes within milliseconds; without this pause it raced the server's exit and lost its connection."""
+
 
 class RequestsInFlight:
-    """Counts the requests being answered (POSTs: the long-lived GET event streams never end by themselves)."""
+    """Counts the requests being answered, and when the last one started or ended. GET is left out: its event
+    streams are long-lived and never end by themselves; POST (messages) and DELETE (session ends) count."""
 
     def __init__(self, app: ASGIApp) -> None:
         self._app = app
         self.count = 0
+        self.last_active = -math.inf
+        """``time.monotonic()`` when a counted request last started or ended."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("method") != "POST":
+        if scope["type"] != "http" or scope.get("method") == "GET":
             await self._app(scope, receive, send)
             return
         self.count += 1
+        self.last_active = time.monotonic()
         try:
             await self._app(scope, receive, send)
         finally:
             self.count -= 1
+            self.last_active = time.monotonic()
+
+    def busy(self, quiet_s: float) -> bool:
+        """Whether a request is being answered or one ended less than ``quiet_s`` ago."""
+        return self.count > 0 or time.monotonic() - self.last_active < quiet_s
 
 
 class GracefulServer(uvicorn.Server):
@@ -124,8 +140,11 @@ class GracefulServer(uvicorn.Server):
         await super().shutdown(sockets)
 
     def _busy(self) -> bool:
-        answering = self._requests.count if self._requests is not None else 0
-        return answering + self._executor.running + max(self._executor.queued, 0) > 0
+        """A program runs or waits, or a request is being answered or ended less than ``QUIET_S`` ago (then the
+        client's follow-up, if any, is on its way)."""
+        if self._executor.running + max(self._executor.queued, 0) > 0:
+            return True
+        return self._requests is not None and self._requests.busy(QUIET_S)
 
 
 def prepare(app: App) -> ServingState:

@@ -13,12 +13,14 @@ import httpx2
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from starlette.types import Receive, Scope, Send
 
 from ptc_mcp.audit import AuditLog
 from ptc_mcp.bridge import CallRecord
 from ptc_mcp.config.remote import TracingConfig
 from ptc_mcp.remote.logs import JsonFormatter
 from ptc_mcp.remote.metrics import Metrics
+from ptc_mcp.remote.serve import QUIET_S, RequestsInFlight
 from tests.conftest import EXPENSES_STDIO, test_config
 from tests.remote.helpers import WAIT_S, serving_in_process, serving_subprocess, write_config
 from tests.remote.test_scale_out_stores import _running
@@ -166,6 +168,24 @@ def test_json_logs_are_one_object_per_line() -> None:
     assert line["ts"].endswith("Z")
 
 
+async def test_a_draining_server_counts_requests_and_the_quiet_after_the_last_one() -> None:
+    release = anyio.Event()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await release.wait()
+
+    requests = RequestsInFlight(app)
+    assert not requests.busy(QUIET_S)  # nothing came yet: a drain may end at once
+    async with anyio.create_task_group() as group:
+        group.start_soon(requests, {"type": "http", "method": "GET"}, None, None)  # an event stream: never counted
+        group.start_soon(requests, {"type": "http", "method": "POST"}, None, None)
+        await anyio.wait_all_tasks_blocked()
+        assert requests.count == 1 and requests.busy(0)
+        release.set()
+    assert requests.count == 0
+    assert requests.busy(60) and not requests.busy(0)  # ended: busy for the quiet period only
+
+
 @pytest.mark.slow
 async def test_sigterm_lets_a_running_program_finish_then_exits(tmp_path: Path) -> None:
     document = {
@@ -179,9 +199,6 @@ async def test_sigterm_lets_a_running_program_finish_then_exits(tmp_path: Path) 
             httpx2.AsyncClient(timeout=WAIT_S) as http,
             Client(streamable_http_client(f"{base}/mcp", http_client=http), mode="legacy") as client,
         ):
-            # The SDK's client lists the tools after a call whose output schema it has not seen, to check the result:
-            # sent once the run is over, that request would race the server's exit, as any new work during a drain.
-            await client.list_tools()
             results = []
 
             async def run() -> None:
@@ -197,10 +214,16 @@ async def test_sigterm_lets_a_running_program_finish_then_exits(tmp_path: Path) 
                 with anyio.fail_after(WAIT_S):  # draining: readiness turns 503 (no new work, please)
                     while (await http.get(f"{base}/readyz")).status_code != 503:
                         await anyio.sleep(0.02)
+            # Right after the answer the SDK's client listed the tools (it had not seen the result's schema), and a
+            # client may follow up: the draining server answers both before it stops (QUIET_S after the last one).
+            results.append(await client.call_tool("execute_program", {"code": "'follow-up'"}))
         started = time.monotonic()
         with anyio.fail_after(WAIT_S):
             await process.wait()
-    assert results[0].structured_content is not None and results[0].structured_content["result"] == "finished"
+    assert [result.structured_content["result"] for result in results if result.structured_content] == [
+        "finished",
+        "follow-up",
+    ]
     assert process.returncode == 0
     assert time.monotonic() - started < 15
 
@@ -229,7 +252,9 @@ async def test_sigterm_cancels_what_outlives_the_grace_period(tmp_path: Path) ->
         started = time.monotonic()
         async with anyio.create_task_group() as group:
             group.start_soon(run)
-            await anyio.sleep(1.0)
+            with anyio.fail_after(WAIT_S):
+                while await _running(base) == 0:
+                    await anyio.sleep(0.02)
             process.send_signal(signal.SIGTERM)
             with anyio.fail_after(20):
                 await process.wait()
