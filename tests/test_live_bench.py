@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ptc_mcp.bench.latency import BURST, run_latency_bench
+from ptc_mcp.bench.latency import BURST, MINIMAL_HOST_LABEL, run_latency_bench
 from ptc_mcp.bench.load import run_load_bench
 from ptc_mcp.bench.soak import run_soak_bench
 from ptc_mcp.cli import build_parser
@@ -73,6 +73,12 @@ async def test_the_latency_bench_measures_another_server_in_the_same_rounds(tmp_
             "p50": server["nested_call_ms"]["p50"] - passed["direct_call_ms"]["p50"]
         }
     assert "| measurement | `old` | `this` | ratio | target |" in text
+    # The floor back to back: the same call through a minimal program and host (another two processes).
+    relayed, adds = passed["minimal_host_call_ms"], passed["minimal_host_adds_ms"]
+    assert relayed["n"] == BURST and relayed["p50"] > 0
+    assert adds == {"p50": relayed["p50"] - passed["direct_call_ms"]["p50"]}
+    assert f"| {MINIMAL_HOST_LABEL} | {relayed['p50']:.3f} /" in text
+    assert f"| time the minimal host adds (the p50s' difference) | {adds['p50']:.3f} / — |" in text
     assert f"| {passed['direct_call_ms']['p50']:.3f} / " in text
     before, after = old["nested_overhead_ms"]["p50"], new["nested_overhead_ms"]["p50"]
     ratio = f"{after / before:.2f}" if before > 0 and after > 0 else "—"  # no ratio of a difference at or below 0

@@ -7,7 +7,9 @@ example server. Each round measures, interleaved: a warm ``execute_program("prin
 Then the same three series back to back: ``BURST`` calls of one series in a row. Interleaved, every process on the
 path has idled while the others ran, and on a VM waking an idle process costs more than the work (the pipe floor
 row); back to back, no process idles between calls, so those rows show what the software itself costs. An MCP
-client between two model turns is the first case; a program's loop of calls, or a busy server, the second.
+client between two model turns is the first case; a program's loop of calls, or a busy server, the second. The
+back-to-back pass also times the same call through a minimal program and host (``ptc_mcp.bench.minimal_host``: the
+SDK's client and nothing else on the path), the architecture's floor for what a nested call adds.
 
 ``--against COMMAND`` serves a second ptc-mcp (another checkout or version: ``COMMAND serve --config …``) with the
 same config and measures it in the same rounds: on a shared, noisy machine that is the honest way to compare two
@@ -32,10 +34,13 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from anyio.abc import Process
+from anyio.streams.buffered import BufferedByteReceiveStream
 from mcp import Client, StdioServerParameters
 
 from ptc_mcp.bench.backends import KINDS, measure_backends
 from ptc_mcp.bench.backends import markdown as backends_markdown
+from ptc_mcp.bench.minimal_host import READY
 from ptc_mcp.bench.procfs import cpu_s, descendants
 from ptc_mcp.bench.report import machine, summary, write_section
 from ptc_mcp.config import Config
@@ -60,6 +65,9 @@ samples
 THIS = "this"
 ORDER_SEED = 14
 """Seeds the order in which each round takes the servers (the same sequence in every run)."""
+MINIMAL_HOST = "ptc_mcp.bench.minimal_host"
+START_S = 30
+"""How long the minimal host may take to start (it starts the example server)."""
 BURST = 30
 """Calls of one series in a row, in the back-to-back pass."""
 ECHO_CHILD = """
@@ -168,9 +176,42 @@ async def _nested(server: Served, calls: int = NESTED_CALLS) -> list[float]:
     return samples
 
 
-async def _back_to_back(servers: list[Served], direct_client: Any, runs: int) -> list[float]:
-    """``BURST`` calls of each series in a row, alternating which server goes first; the direct call's samples."""
+class MinimalHost:
+    """Calls through ``ptc_mcp.bench.minimal_host``: a program and a host process with nothing on the path but the
+    SDK's client. The floor of what a nested call adds back to back."""
+
+    def __init__(self, process: Process) -> None:
+        assert process.stdin is not None and process.stdout is not None
+        self._send = process.stdin
+        self._receive = BufferedByteReceiveStream(process.stdout)
+
+    @classmethod
+    async def start(cls, stack: AsyncExitStack) -> MinimalHost:
+        process = await stack.enter_async_context(await anyio.open_process([sys.executable, "-m", MINIMAL_HOST]))
+        host = cls(process)
+        with anyio.fail_after(START_S):
+            ready = await host._line()
+        if ready != READY.strip():
+            raise RuntimeError(f"the minimal host did not start: {ready!r}")
+        return host
+
+    async def calls(self, count: int) -> list[float]:
+        """``count`` calls back to back, each timed in the program."""
+        await self._send.send(f"{count}\n".encode())
+        samples: list[float] = json.loads(await self._line())
+        return samples
+
+    async def _line(self) -> bytes:
+        return await self._receive.receive_until(b"\n", 1 << 20)
+
+
+async def _back_to_back(
+    servers: list[Served], direct_client: Any, minimal_host: MinimalHost, runs: int
+) -> tuple[list[float], list[float]]:
+    """``BURST`` calls of each series in a row, alternating which server goes first; the samples of the direct call
+    and of the minimal host's."""
     direct: list[float] = []
+    relayed: list[float] = []
     for burst in range(max(1, runs // BURST)):
         order = servers if burst % 2 == 0 else servers[::-1]
         for server in order:
@@ -179,9 +220,10 @@ async def _back_to_back(servers: list[Served], direct_client: Any, runs: int) ->
             started = time.perf_counter()
             await direct_client.call_tool("get_custom_budget", {"user_id": "E7"})
             direct.append(_ms(started))
+        relayed.extend(await minimal_host.calls(BURST))
         for server in order:
             server.burst_nested.extend(await _nested(server, BURST))
-    return direct
+    return direct, relayed
 
 
 async def _pipe_floor(gap_ms: float, runs: int) -> dict[str, float]:
@@ -245,6 +287,7 @@ async def run_latency_bench(
                 server.pids = [pid for pid in descendants(os.getpid()) if pid not in started_before]
             started_before = set(descendants(os.getpid()))
             direct_client = await stack.enter_async_context(Client(example))
+            minimal_host = await MinimalHost.start(stack)
             direct_pids = [pid for pid in descendants(os.getpid()) if pid not in started_before]
             warmup = min(WARMUP, runs)  # a scaled-down run (tests) warms up in proportion
             shuffled = random.Random(ORDER_SEED)
@@ -268,7 +311,7 @@ async def run_latency_bench(
                         server.nested.extend(await _nested(server))
             direct_cpu_ms = direct_cpu_s * 1000 / len(direct)
             reports = [server.report(direct, direct_cpu_ms) for server in servers]  # before the next pass adds CPU
-            burst_direct = await _back_to_back(servers, direct_client, runs)
+            burst_direct, relayed = await _back_to_back(servers, direct_client, minimal_host, runs)
     report: dict[str, Any] = {
         "backend": kind,
         "isolated": isolated,
@@ -280,6 +323,8 @@ async def run_latency_bench(
         "back_to_back": {
             "direct_call_ms": summary(burst_direct),
             "servers": [server.burst_report(burst_direct) for server in servers],
+            "minimal_host_call_ms": summary(relayed),
+            "minimal_host_adds_ms": {"p50": summary(relayed)["p50"] - summary(burst_direct)["p50"]},
         },
     }
     if against:
@@ -310,6 +355,15 @@ PIPE_FLOOR_NOTE = (
     "The floor is no ptc-mcp code: two bare interpreters exchange one line each way over pipes after idling as long "
     "as the direct call takes (`_pipe_floor`). A nested call adds two such trips (program → host → program), so on "
     "this machine nothing that runs the program in another process can add less."
+)
+MINIMAL_HOST_LABEL = "the floor: the same call through a minimal host (the SDK's client, nothing else)"
+MINIMAL_HOST_ADDS_LABEL = "time the minimal host adds (the p50s' difference)"
+MINIMAL_HOST_NOTE = (
+    "The minimal host (`ptc_mcp.bench.minimal_host`) is no ptc-mcp code on the path: a process with the SDK's client "
+    "that relays each call it reads on a pipe to the downstream server, timed by the bench as a program times its "
+    "calls. What it adds over the direct call is the architecture's own cost back to back (two more trips between "
+    "processes, one more to wake); what a nested call adds beyond that is ptc-mcp's host and runtime (the checks, "
+    "the records, the protocol)."
 )
 CPU_ROWS = (
     ("CPU time of one round trip (client, server, sandbox)", "round_trip"),
@@ -348,7 +402,11 @@ def _back_to_back_markdown(report: dict[str, Any]) -> str:
                 cells.append(_ratio(stats[0]["p50"], stats[1]["p50"]))
             cells.append(TARGETS.get(key, ""))
         lines.append("| " + " | ".join([label, *cells]) + " |")
-    return "\n".join(lines) + "\n"
+    relayed, adds = passed["minimal_host_call_ms"], passed["minimal_host_adds_ms"]
+    blank = [""] * (len(servers) - 1 + (2 if ratio_head else 1))
+    lines.append("| " + " | ".join([MINIMAL_HOST_LABEL, f"{relayed['p50']:.3f} / {_p95(relayed)}", *blank]) + " |")
+    lines.append("| " + " | ".join([MINIMAL_HOST_ADDS_LABEL, f"{adds['p50']:.3f} / —", *blank]) + " |")
+    return "\n".join(lines) + "\n\n" + MINIMAL_HOST_NOTE + "\n"
 
 
 def _print_series(rows_of: dict[str, Any], servers: list[dict[str, Any]], prefix: str = "") -> None:
@@ -375,6 +433,9 @@ def _print(report: dict[str, Any]) -> None:
             print(f"{name:<64} {server['cpu_ms'][key]:8.3f} ms", file=sys.stderr)
     passed = report["back_to_back"]
     _print_series(passed, passed["servers"], prefix="back to back: ")
+    relayed, adds = passed["minimal_host_call_ms"], passed["minimal_host_adds_ms"]
+    print(f"{'back to back: ' + MINIMAL_HOST_LABEL:<64} p50 {relayed['p50']:8.3f} ms", file=sys.stderr)
+    print(f"{'back to back: ' + MINIMAL_HOST_ADDS_LABEL:<64} p50 {adds['p50']:8.3f} ms", file=sys.stderr)
 
 
 def _markdown(report: dict[str, Any]) -> str:
