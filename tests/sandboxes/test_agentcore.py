@@ -308,7 +308,7 @@ def test_settings_are_validated_and_errors_name_the_key(monkeypatch: pytest.Monk
 
 
 async def test_a_run_left_in_the_interpreter_by_a_dead_instance_is_cancelled_by_the_next_run() -> None:
-    async with emulated_agentcore_backend(step_wait_s=0.5) as (backend, _emulator):
+    async with emulated_agentcore_backend(step_wait_s=3.0) as (backend, _emulator):
         first = await backend.start_session()
         state = first.session_state()
         assert state is not None
