@@ -359,11 +359,11 @@ PIPE_FLOOR_NOTE = (
 MINIMAL_HOST_LABEL = "the floor: the same call through a minimal host (the SDK's client, nothing else)"
 MINIMAL_HOST_ADDS_LABEL = "time the minimal host adds (the p50s' difference)"
 MINIMAL_HOST_NOTE = (
-    "The minimal host (`ptc_mcp.bench.minimal_host`) is no ptc-mcp code on the path: a process with the SDK's client "
-    "that relays each call it reads on a pipe to the downstream server, timed by the bench as a program times its "
-    "calls. What it adds over the direct call is the architecture's own cost back to back (two more trips between "
-    "processes, one more to wake); what a nested call adds beyond that is ptc-mcp's host and runtime (the checks, "
-    "the records, the protocol)."
+    "The minimal host (`ptc_mcp.bench.minimal_host`) puts no ptc-mcp code on the path: a program process that times "
+    "its calls as the runtime does (an asyncio loop reading the pipe), and a host process with the SDK's client that "
+    "relays each call to the downstream server. What it adds over the direct call is the architecture's own cost "
+    "back to back (two more trips between processes); what a nested call adds beyond that is ptc-mcp's host and "
+    "runtime (the checks, the records, the protocol)."
 )
 CPU_ROWS = (
     ("CPU time of one round trip (client, server, sandbox)", "round_trip"),
