@@ -312,6 +312,7 @@ async def run_latency_bench(
             direct_cpu_ms = direct_cpu_s * 1000 / len(direct)
             reports = [server.report(direct, direct_cpu_ms) for server in servers]  # before the next pass adds CPU
             burst_direct, relayed = await _back_to_back(servers, direct_client, minimal_host, runs)
+    burst_direct_stats, relayed_stats = summary(burst_direct), summary(relayed)
     report: dict[str, Any] = {
         "backend": kind,
         "isolated": isolated,
@@ -321,10 +322,10 @@ async def run_latency_bench(
         "direct_call_cpu_ms": direct_cpu_ms,
         **{key: value for key, value in reports[-1].items() if key not in ("label", "command")},
         "back_to_back": {
-            "direct_call_ms": summary(burst_direct),
+            "direct_call_ms": burst_direct_stats,
             "servers": [server.burst_report(burst_direct) for server in servers],
-            "minimal_host_call_ms": summary(relayed),
-            "minimal_host_adds_ms": {"p50": summary(relayed)["p50"] - summary(burst_direct)["p50"]},
+            "minimal_host_call_ms": relayed_stats,
+            "minimal_host_adds_ms": {"p50": relayed_stats["p50"] - burst_direct_stats["p50"]},
         },
     }
     if against:
