@@ -11,16 +11,19 @@ from pathlib import Path
 import anyio
 import httpx2
 import pytest
+import uvicorn
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from starlette.types import Receive, Scope, Send
 
+from ptc_mcp.app import open_app
 from ptc_mcp.audit import AuditLog
 from ptc_mcp.bridge import CallRecord
 from ptc_mcp.config.remote import TracingConfig
+from ptc_mcp.remote.health import ServingState
 from ptc_mcp.remote.logs import JsonFormatter
 from ptc_mcp.remote.metrics import Metrics
-from ptc_mcp.remote.serve import QUIET_S, RequestsInFlight
+from ptc_mcp.remote.serve import QUIET_S, GracefulServer, RequestsInFlight
 from tests.conftest import EXPENSES_STDIO, test_config
 from tests.remote.helpers import WAIT_S, serving_in_process, serving_subprocess, write_config
 from tests.remote.test_scale_out_stores import _running
@@ -184,10 +187,20 @@ async def test_a_draining_server_counts_requests_and_the_quiet_after_the_last_on
         release.set()
     assert requests.count == 0
     assert requests.busy(60) and not requests.busy(0)  # ended: busy for the quiet period only
+    # A draining server with nothing running stays while the last request is that recent, and stops after.
+    async with open_app(test_config(servers={}), allow_unisolated=True) as served:
+        state = ServingState(ready=True, draining=True)
+        server = GracefulServer(
+            uvicorn.Config(requests), state=state, executor=served.executor, grace_s=30, requests=requests
+        )
+        assert served.executor.running == 0 and not await server.on_tick(0)
+        requests.last_active -= QUIET_S  # as if the quiet period had passed
+        assert await server.on_tick(1)
 
 
 @pytest.mark.slow
-async def test_sigterm_lets_a_running_program_finish_then_exits(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])  # the SDK's two protocol eras: sessions, or none
+async def test_sigterm_lets_a_running_program_finish_then_exits(tmp_path: Path, mode: str) -> None:
     document = {
         "mcpServers": {"expenses": EXPENSES_STDIO},
         "sandbox": {"kind": "process", "allow_unisolated": True},
@@ -197,7 +210,7 @@ async def test_sigterm_lets_a_running_program_finish_then_exits(tmp_path: Path) 
     async with serving_subprocess(config) as (base, process):
         async with (
             httpx2.AsyncClient(timeout=WAIT_S) as http,
-            Client(streamable_http_client(f"{base}/mcp", http_client=http), mode="legacy") as client,
+            Client(streamable_http_client(f"{base}/mcp", http_client=http), mode=mode) as client,
         ):
             results = []
 
